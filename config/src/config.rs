@@ -1,0 +1,221 @@
+//! The typed `Config` and its defaults.
+//!
+//! Every field has a default, so an empty TOML file (or none at all) is a
+//! valid standalone configuration. Field names are the TOML keys and, upper
+//! cased behind `CORRAL_`, the environment variable names.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::de;
+
+/// Everything a corral node reads at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id in `servers`; zoo.cfg takes it from `dataDir/myid`.
+    pub server_id: u64,
+    /// Address the client listener binds.
+    pub client_addr: IpAddr,
+    /// Port the client listener binds (1-65535).
+    #[serde(deserialize_with = "de::port")]
+    pub client_port: u16,
+    /// Snapshots and, unless `data_log_dir` is set, the txn log.
+    pub data_dir: PathBuf,
+    /// Txn log directory; `None` means `data_dir`.
+    pub data_log_dir: Option<PathBuf>,
+    /// The basic time unit: session expiry buckets, election and sync limits.
+    pub tick_time_ms: u32,
+    /// Smallest session timeout granted; `None` means 2 ticks.
+    pub min_session_timeout_ms: Option<u32>,
+    /// Largest session timeout granted; `None` means 20 ticks.
+    pub max_session_timeout_ms: Option<u32>,
+    /// Concurrent connections allowed from one client IP; 0 means unlimited.
+    pub max_client_cnxns: u32,
+    /// Largest request or response frame (ZooKeeper's `jute.maxbuffer`).
+    pub max_frame_bytes: usize,
+    /// Four-letter words the server answers; `"*"` enables all of them.
+    #[serde(deserialize_with = "de::comma_list")]
+    pub four_letter_words: Vec<String>,
+    /// Allows TTL and container create modes (ZooKeeper's `extendedTypesEnabled`).
+    pub ttl_nodes_enabled: bool,
+    /// How often empty containers and expired TTL nodes are looked for.
+    pub container_check_interval_ms: u64,
+    /// Txns logged between snapshots.
+    pub snap_count: u64,
+    /// Snapshots (and the logs they need) kept by a purge; at least 3.
+    pub snap_retain_count: u32,
+    /// Hours between purges; 0 purges only right after each new snapshot.
+    pub purge_interval_hours: u32,
+    /// Super users as `name:$argon2id$...` PHC hashes. Plaintext is refused.
+    #[serde(deserialize_with = "de::space_list")]
+    pub super_digests: Vec<String>,
+    /// ZooKeeper-style `name:base64(sha1(name:password))` super digest.
+    /// Weaker than `super_digests` (unsalted SHA-1); kept for drop-in compatibility.
+    pub zk_super_digest: Option<String>,
+    /// Most txns covered by one fsync (group commit).
+    pub max_batch: usize,
+    /// Requests a session may have in flight before the server stops reading it.
+    pub max_outstanding_per_session: usize,
+    /// Admin HTTP endpoint (`/metrics`, `/commands/<name>`); `None` disables it.
+    pub admin_addr: Option<SocketAddr>,
+    /// The voting core and observers (zoo.cfg `server.N`); empty means standalone.
+    pub servers: Vec<ServerEntry>,
+    /// Ticks a follower may take to connect and sync to the leader (zoo.cfg `initLimit`).
+    pub init_limit: u32,
+    /// Ticks a follower may lag the leader before it is dropped (zoo.cfg `syncLimit`).
+    pub sync_limit: u32,
+    /// One of trace, debug, info, warn, error.
+    pub log_level: String,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    /// Non-voting observer rather than a participant.
+    #[serde(default)]
+    pub observer: bool,
+    /// Client listener as `host:port`, when the line names one.
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_id: 1,
+            client_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            client_port: 2181,
+            data_dir: PathBuf::from("./corral-data"),
+            data_log_dir: None,
+            tick_time_ms: 2000,
+            min_session_timeout_ms: None,
+            max_session_timeout_ms: None,
+            max_client_cnxns: 60,
+            max_frame_bytes: 1024 * 1024,
+            // ZooKeeper 3.5+ answers only srvr unless told otherwise.
+            four_letter_words: vec!["srvr".to_string()],
+            ttl_nodes_enabled: true,
+            container_check_interval_ms: 60_000,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
+            super_digests: Vec::new(),
+            zk_super_digest: None,
+            max_batch: 1000,
+            max_outstanding_per_session: 1000,
+            admin_addr: None,
+            servers: Vec::new(),
+            init_limit: 10,
+            sync_limit: 5,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// The smallest session timeout granted, with the 2-tick default resolved.
+    pub fn min_session_timeout(&self) -> u32 {
+        self.min_session_timeout_ms
+            .unwrap_or_else(|| self.tick_time_ms.saturating_mul(2))
+    }
+
+    /// The largest session timeout granted, with the 20-tick default resolved.
+    pub fn max_session_timeout(&self) -> u32 {
+        self.max_session_timeout_ms
+            .unwrap_or_else(|| self.tick_time_ms.saturating_mul(20))
+    }
+
+    /// Where the txn log lives.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_log_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+
+    /// True when `four_letter_words` enables `word`.
+    pub fn four_letter_word_enabled(&self, word: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == word)
+    }
+
+    /// This node's own `servers` entry, if it runs in a cluster.
+    pub fn own_server(&self) -> Option<&ServerEntry> {
+        self.servers.iter().find(|s| s.id == self.server_id)
+    }
+}
+
+/// Every top-level key, in declaration order. Environment variables are
+/// matched against this list, so an unrelated `CORRAL_*` variable (one a test
+/// harness or the `corral` binary uses for itself) is never mistaken for config.
+pub const KEYS: &[&str] = &[
+    "server_id",
+    "client_addr",
+    "client_port",
+    "data_dir",
+    "data_log_dir",
+    "tick_time_ms",
+    "min_session_timeout_ms",
+    "max_session_timeout_ms",
+    "max_client_cnxns",
+    "max_frame_bytes",
+    "four_letter_words",
+    "ttl_nodes_enabled",
+    "container_check_interval_ms",
+    "snap_count",
+    "snap_retain_count",
+    "purge_interval_hours",
+    "super_digests",
+    "zk_super_digest",
+    "max_batch",
+    "max_outstanding_per_session",
+    "admin_addr",
+    "servers",
+    "init_limit",
+    "sync_limit",
+    "log_level",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_timeouts_default_to_tick_multiples() {
+        // Goal: unset timeouts resolve to 2 and 20 ticks, as in ZooKeeper.
+        let config = Config {
+            tick_time_ms: 1000,
+            ..Config::default()
+        };
+        assert_eq!(config.min_session_timeout(), 2000);
+        assert_eq!(config.max_session_timeout(), 20_000);
+    }
+
+    #[test]
+    fn log_dir_falls_back_to_data_dir() {
+        // Goal: the txn log sits in data_dir unless data_log_dir is set.
+        let mut config = Config::default();
+        assert_eq!(config.log_dir(), PathBuf::from("./corral-data"));
+        config.data_log_dir = Some(PathBuf::from("/fast/log"));
+        assert_eq!(config.log_dir(), PathBuf::from("/fast/log"));
+    }
+
+    #[test]
+    fn keys_list_matches_the_struct() {
+        // Goal: KEYS (used to pick environment variables) names every field.
+        let value = figment::value::Value::serialize(Config::default());
+        let dict = value.ok().and_then(|v| v.into_dict()).unwrap_or_default();
+        let mut fields: Vec<&str> = dict.keys().map(String::as_str).collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        // Option fields that are None serialize too, so the sets must be equal.
+        assert_eq!(fields, keys);
+    }
+}

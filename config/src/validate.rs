@@ -1,0 +1,512 @@
+//! `Config::validate`: range and shape checks that serde cannot express.
+//!
+//! Each rule reports the first problem it finds with the key's TOML name.
+//! Secrets (super digests) are never echoed back: only the user name part.
+
+use std::collections::BTreeSet;
+
+use crate::de::port_from_i64;
+use crate::{Config, ConfigError, ServerEntry};
+
+/// Four-letter words corral implements (ZooKeeper 3.8's set minus the
+/// tracing-mask ones, which have no meaning here).
+pub const FOUR_LETTER_WORDS: &[&str] = &[
+    "ruok", "srvr", "stat", "mntr", "cons", "envi", "conf", "wchs", "wchc", "wchp", "dump", "isro",
+    "crst", "srst", "dirs",
+];
+
+/// Accepted `log_level` values.
+pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+const MAX_FRAME_BYTES_MIN: usize = 1024;
+const MAX_FRAME_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// ZooKeeper keeps at least three snapshots so a corrupt newest one is survivable.
+pub(crate) const SNAP_RETAIN_COUNT_MIN: u32 = 3;
+/// ZooKeeper snapshots at a random point in [snapCount/2, snapCount], so it needs two.
+pub(crate) const SNAP_COUNT_MIN: u64 = 2;
+
+type Check = fn(&Config) -> Result<(), ConfigError>;
+
+const CHECKS: &[Check] = &[
+    check_client_port,
+    check_data_dir,
+    check_tick,
+    check_session_timeouts,
+    check_max_frame_bytes,
+    check_snapshots,
+    check_four_letter_words,
+    check_super_digests,
+    check_zk_super_digest,
+    check_positive_limits,
+    check_admin_addr,
+    check_servers,
+    check_log_level,
+];
+
+impl Config {
+    /// Checks every rule; the error names the offending key and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        CHECKS.iter().try_for_each(|check| check(self))
+    }
+}
+
+fn check_client_port(c: &Config) -> Result<(), ConfigError> {
+    port_from_i64(i64::from(c.client_port))
+        .map(drop)
+        .map_err(|p| ConfigError::invalid("client_port", p))
+}
+
+fn check_data_dir(c: &Config) -> Result<(), ConfigError> {
+    if c.data_dir.as_os_str().is_empty() {
+        return Err(ConfigError::invalid(
+            "data_dir",
+            "must not be empty; name a directory for snapshots and the txn log",
+        ));
+    }
+    Ok(())
+}
+
+fn check_tick(c: &Config) -> Result<(), ConfigError> {
+    if c.tick_time_ms == 0 {
+        return Err(ConfigError::invalid(
+            "tick_time_ms",
+            "must be > 0 (ZooKeeper's usual value is 2000)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_session_timeouts(c: &Config) -> Result<(), ConfigError> {
+    for (key, value) in [
+        ("min_session_timeout_ms", c.min_session_timeout_ms),
+        ("max_session_timeout_ms", c.max_session_timeout_ms),
+    ] {
+        if value == Some(0) {
+            return Err(ConfigError::invalid(
+                key,
+                "must be > 0; remove the key to use the tick-based default",
+            ));
+        }
+    }
+    let (min, max) = (c.min_session_timeout(), c.max_session_timeout());
+    // ZooKeeper allows min == max (a fixed timeout) but not min > max.
+    if min > max {
+        return Err(ConfigError::invalid(
+            "min_session_timeout_ms",
+            format!(
+                "{min} is larger than max_session_timeout_ms ({max}); lower it or raise the maximum"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_max_frame_bytes(c: &Config) -> Result<(), ConfigError> {
+    if !(MAX_FRAME_BYTES_MIN..=MAX_FRAME_BYTES_MAX).contains(&c.max_frame_bytes) {
+        return Err(ConfigError::invalid(
+            "max_frame_bytes",
+            format!(
+                "{} is out of range; use 1024 (1 KiB) to 268435456 (256 MiB), default 1048576",
+                c.max_frame_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_snapshots(c: &Config) -> Result<(), ConfigError> {
+    if c.snap_retain_count < SNAP_RETAIN_COUNT_MIN {
+        return Err(ConfigError::invalid(
+            "snap_retain_count",
+            format!(
+                "{} is too small; keep at least {SNAP_RETAIN_COUNT_MIN} snapshots",
+                c.snap_retain_count
+            ),
+        ));
+    }
+    if c.snap_count < SNAP_COUNT_MIN {
+        return Err(ConfigError::invalid(
+            "snap_count",
+            format!(
+                "{} is too small; use at least {SNAP_COUNT_MIN}",
+                c.snap_count
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_four_letter_words(c: &Config) -> Result<(), ConfigError> {
+    match c
+        .four_letter_words
+        .iter()
+        .find(|w| *w != "*" && !FOUR_LETTER_WORDS.contains(&w.as_str()))
+    {
+        Some(word) => Err(ConfigError::invalid(
+            "four_letter_words",
+            format!(
+                "'{word}' is not a four-letter word corral knows; use some of {} or \"*\" for all",
+                FOUR_LETTER_WORDS.join(" ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_super_digests(c: &Config) -> Result<(), ConfigError> {
+    for (index, entry) in c.super_digests.iter().enumerate() {
+        if !is_argon2_entry(entry) {
+            // Name the entry by position and user only: it may be a plaintext password.
+            let user = entry.split_once(':').map(|(u, _)| u).unwrap_or("?");
+            return Err(ConfigError::invalid(
+                "super_digests",
+                format!(
+                    "entry {} (user '{user}') is not 'name:$argon2id$...'; plaintext passwords \
+                     are not accepted, generate a hash with `corral hash-password`",
+                    index + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_argon2_entry(entry: &str) -> bool {
+    let Some((user, hash)) = entry.split_once(':') else {
+        return false;
+    };
+    let variant_ok = ["$argon2id$", "$argon2i$", "$argon2d$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix));
+    // PHC: $alg$v=..$params$salt$hash, so at least five '$'-separated parts.
+    !user.is_empty() && variant_ok && hash.split('$').count() >= 5
+}
+
+fn check_zk_super_digest(c: &Config) -> Result<(), ConfigError> {
+    match &c.zk_super_digest {
+        Some(digest) if !is_zk_digest(digest) => Err(ConfigError::invalid(
+            "zk_super_digest",
+            "expected 'name:base64(sha1(name:password))', 28 base64 characters after the colon, \
+             e.g. super:D/InIHSb7yEEbrWz8b9l71RjZJU= (prefer super_digests: argon2 is stronger)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn is_zk_digest(digest: &str) -> bool {
+    let Some((user, hash)) = digest.split_once(':') else {
+        return false;
+    };
+    let base64_char = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    // A SHA-1 is 20 bytes: 27 base64 characters and one '=' of padding.
+    !user.is_empty()
+        && hash.len() == 28
+        && hash.ends_with('=')
+        && hash.bytes().take(27).all(base64_char)
+}
+
+fn check_positive_limits(c: &Config) -> Result<(), ConfigError> {
+    let limits: [(&str, u64); 5] = [
+        ("max_batch", c.max_batch as u64),
+        (
+            "max_outstanding_per_session",
+            c.max_outstanding_per_session as u64,
+        ),
+        ("container_check_interval_ms", c.container_check_interval_ms),
+        ("init_limit", u64::from(c.init_limit)),
+        ("sync_limit", u64::from(c.sync_limit)),
+    ];
+    match limits.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => Err(ConfigError::invalid(
+            key,
+            "must be > 0; remove the key to use the default",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_admin_addr(c: &Config) -> Result<(), ConfigError> {
+    match c.admin_addr {
+        Some(addr) if addr.port() == 0 => Err(ConfigError::invalid(
+            "admin_addr",
+            format!("{addr}: 0 is not a valid port (1-65535)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_servers(c: &Config) -> Result<(), ConfigError> {
+    if c.servers.is_empty() {
+        return Ok(());
+    }
+    let mut seen = BTreeSet::new();
+    for server in &c.servers {
+        check_server_entry(server)?;
+        if !seen.insert(server.id) {
+            return Err(ConfigError::invalid(
+                "servers",
+                format!(
+                    "server id {} is listed twice; ids must be unique",
+                    server.id
+                ),
+            ));
+        }
+    }
+    if !seen.contains(&c.server_id) {
+        let ids: Vec<String> = seen.iter().map(u64::to_string).collect();
+        return Err(ConfigError::invalid(
+            "server_id",
+            format!(
+                "{} is not one of the configured servers ({}); set it with server_id, \
+                 CORRAL_SERVER_ID or, for zoo.cfg, the dataDir/myid file",
+                c.server_id,
+                ids.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_server_entry(s: &ServerEntry) -> Result<(), ConfigError> {
+    if s.host.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "servers",
+            format!("server {}: host must not be empty", s.id),
+        ));
+    }
+    for (name, port) in [
+        ("quorum_port", s.quorum_port),
+        ("election_port", s.election_port),
+    ] {
+        if port == 0 {
+            return Err(ConfigError::invalid(
+                "servers",
+                format!("server {}: {name} 0 is not a valid port (1-65535)", s.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_log_level(c: &Config) -> Result<(), ConfigError> {
+    if !LOG_LEVELS.contains(&c.log_level.as_str()) {
+        return Err(ConfigError::invalid(
+            "log_level",
+            format!(
+                "'{}' is not a level; use one of {}",
+                c.log_level,
+                LOG_LEVELS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARGON2: &str = "root:$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn server(id: u64) -> ServerEntry {
+        ServerEntry {
+            id,
+            host: "localhost".into(),
+            quorum_port: 2888,
+            election_port: 3888,
+            observer: false,
+            client: None,
+        }
+    }
+
+    fn broken(edit: impl FnOnce(&mut Config)) -> ConfigError {
+        let mut config = Config::default();
+        edit(&mut config);
+        match config.validate() {
+            Ok(()) => panic!("expected a validation error for {config:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        // Goal: the built-in defaults pass every rule.
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn every_rule_names_its_key() {
+        // Goal: each failing rule reports the key it is about, first in the message.
+        type Edit = Box<dyn FnOnce(&mut Config)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("client_port", Box::new(|c| c.client_port = 0)),
+            ("data_dir", Box::new(|c| c.data_dir = "".into())),
+            ("tick_time_ms", Box::new(|c| c.tick_time_ms = 0)),
+            (
+                "min_session_timeout_ms",
+                Box::new(|c| c.min_session_timeout_ms = Some(0)),
+            ),
+            (
+                "max_session_timeout_ms",
+                Box::new(|c| c.max_session_timeout_ms = Some(0)),
+            ),
+            (
+                "min_session_timeout_ms",
+                Box::new(|c| c.min_session_timeout_ms = Some(50_000)),
+            ),
+            ("max_frame_bytes", Box::new(|c| c.max_frame_bytes = 1023)),
+            (
+                "max_frame_bytes",
+                Box::new(|c| c.max_frame_bytes = 256 * 1024 * 1024 + 1),
+            ),
+            ("snap_retain_count", Box::new(|c| c.snap_retain_count = 2)),
+            ("snap_count", Box::new(|c| c.snap_count = 1)),
+            (
+                "four_letter_words",
+                Box::new(|c| c.four_letter_words = vec!["kill".into()]),
+            ),
+            (
+                "super_digests",
+                Box::new(|c| c.super_digests = vec!["root:hunter2".into()]),
+            ),
+            (
+                "zk_super_digest",
+                Box::new(|c| c.zk_super_digest = Some("super:abc".into())),
+            ),
+            ("max_batch", Box::new(|c| c.max_batch = 0)),
+            (
+                "max_outstanding_per_session",
+                Box::new(|c| c.max_outstanding_per_session = 0),
+            ),
+            (
+                "container_check_interval_ms",
+                Box::new(|c| c.container_check_interval_ms = 0),
+            ),
+            ("init_limit", Box::new(|c| c.init_limit = 0)),
+            ("sync_limit", Box::new(|c| c.sync_limit = 0)),
+            (
+                "admin_addr",
+                Box::new(|c| c.admin_addr = Some(([127, 0, 0, 1], 0).into())),
+            ),
+            (
+                "servers",
+                Box::new(|c| c.servers = vec![server(1), server(1)]),
+            ),
+            (
+                "servers",
+                Box::new(|c| {
+                    c.servers = vec![ServerEntry {
+                        quorum_port: 0,
+                        ..server(1)
+                    }]
+                }),
+            ),
+            (
+                "servers",
+                Box::new(|c| {
+                    c.servers = vec![ServerEntry {
+                        host: " ".into(),
+                        ..server(1)
+                    }]
+                }),
+            ),
+            (
+                "server_id",
+                Box::new(|c| c.servers = vec![server(2), server(3)]),
+            ),
+            ("log_level", Box::new(|c| c.log_level = "loud".into())),
+        ];
+        for (key, edit) in cases {
+            let err = broken(edit);
+            assert_eq!(err.key(), Some(key), "{err}");
+            assert!(err.to_string().starts_with(&format!("{key}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn messages_match_the_documented_wording() {
+        // Goal: the two messages quoted in the docs read exactly as written there.
+        assert_eq!(
+            broken(|c| c.client_port = 0).to_string(),
+            "client_port: 0 is not a valid port (1-65535)"
+        );
+        assert!(broken(|c| c.tick_time_ms = 0)
+            .to_string()
+            .starts_with("tick_time_ms: must be > 0"));
+    }
+
+    #[test]
+    fn plaintext_super_password_is_refused_without_echoing_it() {
+        // Goal: a plaintext password is rejected, the fix is named, and the secret is not printed.
+        let text =
+            broken(|c| c.super_digests = vec![ARGON2.into(), "root:hunter2".into()]).to_string();
+        assert!(text.contains("entry 2 (user 'root')"), "{text}");
+        assert!(
+            text.contains("plaintext") && text.contains("corral hash-password"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn argon2_super_digests_are_accepted() {
+        // Goal: PHC argon2 entries (id, i, d) pass; a bare hash without a user does not.
+        let mut config = Config {
+            super_digests: vec![ARGON2.into(), ARGON2.replace("argon2id", "argon2i")],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        config.super_digests = vec![ARGON2.trim_start_matches("root:").into()];
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn zookeeper_super_digest_shape_is_checked() {
+        // Goal: kazoo's `super:D/InIHSb7yEEbrWz8b9l71RjZJU=` passes; a plaintext one fails unechoed.
+        let mut config = Config {
+            zk_super_digest: Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        config.zk_super_digest = Some("super:test".into());
+        let text = config
+            .validate()
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            text.starts_with("zk_super_digest: ") && !text.contains("test"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn equal_session_timeouts_and_star_are_allowed() {
+        // Goal: min == max (a fixed timeout, allowed by ZooKeeper) and "*" for all words pass.
+        let config = Config {
+            min_session_timeout_ms: Some(10_000),
+            max_session_timeout_ms: Some(10_000),
+            four_letter_words: vec!["*".into()],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_config_with_own_id_is_valid() {
+        // Goal: a servers list that contains server_id passes, observers included.
+        let config = Config {
+            server_id: 3,
+            servers: vec![
+                server(1),
+                server(2),
+                ServerEntry {
+                    observer: true,
+                    ..server(3)
+                },
+            ],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+    }
+}

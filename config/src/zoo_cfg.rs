@@ -1,0 +1,576 @@
+//! Apache ZooKeeper `zoo.cfg` as a drop-in configuration.
+//!
+//! The file is Java properties (`key=value`, `#`/`!` comments, blank lines).
+//! Keys with a corral equivalent map onto [`Config`]; every other key yields one
+//! warning and is skipped, so a stock zoo.cfg (or a test harness's) loads.
+//! Values are never echoed in warnings: ssl.* keys carry passwords.
+//!
+//! ZooKeeper semantics kept on purpose: the last duplicate wins, `-1` session
+//! timeouts mean "tick-based default", `maxClientCnxns=0` is unlimited, an
+//! absent `clientPortAddress` binds all interfaces, and a too small
+//! `autopurge.snapRetainCount` or `snapCount` is raised with a warning.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::de::port_from_i64;
+use crate::load::{finish, zoo_cfg_layer, ENV_PREFIX};
+use crate::validate::{FOUR_LETTER_WORDS, SNAP_COUNT_MIN, SNAP_RETAIN_COUNT_MIN};
+use crate::{Config, ConfigError, ServerEntry};
+
+/// A loaded zoo.cfg: the configuration plus what was ignored or adjusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooCfg {
+    pub config: Config,
+    /// One human-readable line per ignored key or adjusted value.
+    pub warnings: Vec<String>,
+}
+
+/// TOML key -> zoo.cfg key, for docs and for naming both in validation errors.
+pub const ZOO_CFG_KEYS: &[(&str, &str)] = &[
+    ("server_id", "dataDir/myid"),
+    ("client_addr", "clientPortAddress"),
+    ("client_port", "clientPort"),
+    ("data_dir", "dataDir"),
+    ("data_log_dir", "dataLogDir"),
+    ("tick_time_ms", "tickTime"),
+    ("min_session_timeout_ms", "minSessionTimeout"),
+    ("max_session_timeout_ms", "maxSessionTimeout"),
+    ("max_client_cnxns", "maxClientCnxns"),
+    ("max_frame_bytes", "jute.maxbuffer"),
+    ("four_letter_words", "4lw.commands.whitelist"),
+    ("ttl_nodes_enabled", "extendedTypesEnabled"),
+    (
+        "container_check_interval_ms",
+        "znode.container.checkIntervalMs",
+    ),
+    ("snap_count", "snapCount"),
+    ("snap_retain_count", "autopurge.snapRetainCount"),
+    ("purge_interval_hours", "autopurge.purgeInterval"),
+    (
+        "zk_super_digest",
+        "DigestAuthenticationProvider.superDigest",
+    ),
+    ("servers", "server.N"),
+    ("init_limit", "initLimit"),
+    ("sync_limit", "syncLimit"),
+];
+
+/// Parses `path`, reads `dataDir/myid`, applies `CORRAL_*` variables, validates.
+pub fn load_zoo_cfg(path: &Path) -> Result<ZooCfg, ConfigError> {
+    load_zoo_cfg_with(path, &[])
+}
+
+/// As [`load_zoo_cfg`], with explicit `(key, value)` overrides (TOML key names) applied last.
+pub fn load_zoo_cfg_with(path: &Path, overrides: &[(&str, &str)]) -> Result<ZooCfg, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut parsed = Parser::new(path).parse(&text)?;
+    parsed.apply_myid()?;
+    parsed.reconcile_own_server_line();
+    let config = finish(zoo_cfg_layer(path, &parsed.config)?, overrides)
+        .map_err(|e| name_zoo_key(e, path))?;
+    Ok(ZooCfg {
+        config,
+        warnings: parsed.warnings,
+    })
+}
+
+/// What the line-by-line pass produced, before myid and cross-line fixes.
+struct Parsed {
+    path: PathBuf,
+    config: Config,
+    warnings: Vec<String>,
+    client_port_set: bool,
+    client_addr_set: bool,
+    /// `peerType=observer|participant` and its line.
+    peer_observer: Option<(bool, usize)>,
+}
+
+struct Parser {
+    parsed: Parsed,
+    /// Line each mapped key was last seen on, to report duplicates.
+    seen: HashMap<String, usize>,
+    data_dir_set: bool,
+}
+
+impl Parser {
+    fn new(path: &Path) -> Parser {
+        let config = Config {
+            // ZooKeeper binds every interface when clientPortAddress is absent.
+            client_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ..Config::default()
+        };
+        Parser {
+            parsed: Parsed {
+                path: path.to_path_buf(),
+                config,
+                warnings: Vec::new(),
+                client_port_set: false,
+                client_addr_set: false,
+                peer_observer: None,
+            },
+            seen: HashMap::new(),
+            data_dir_set: false,
+        }
+    }
+
+    fn parse(mut self, text: &str) -> Result<Parsed, ConfigError> {
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+                continue;
+            }
+            let Some((key, value)) = trimmed.split_once('=') else {
+                return Err(self.error(
+                    line,
+                    trimmed,
+                    "expected 'key=value' (no '=' on this line)",
+                ));
+            };
+            self.apply(line, key.trim(), value.trim())?;
+        }
+        if !self.data_dir_set {
+            return Err(ConfigError::Invalid {
+                key: "dataDir".to_string(),
+                problem: "is not set; ZooKeeper and corral both require it in zoo.cfg".to_string(),
+                origin: Some(format!("zoo.cfg file {}", self.parsed.path.display())),
+            });
+        }
+        Ok(self.parsed)
+    }
+
+    fn apply(&mut self, line: usize, key: &str, value: &str) -> Result<(), ConfigError> {
+        // ZooKeeper turns unknown zoo.cfg keys into `zookeeper.`-prefixed system
+        // properties, so both spellings of a system property name mean the same.
+        let name = key.strip_prefix("zookeeper.").unwrap_or(key);
+        if let Some(id) = name.strip_prefix("server.") {
+            return self.apply_server(line, key, id, value);
+        }
+        if !self.apply_known(line, name, value)? {
+            self.warn_ignored(line, key);
+            return Ok(());
+        }
+        if let Some(previous) = self.seen.insert(name.to_string(), line) {
+            self.warn(
+                line,
+                format!("key '{key}' was already set on line {previous}; the later value wins"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies a key with a corral equivalent; false when there is none.
+    fn apply_known(&mut self, line: usize, name: &str, value: &str) -> Result<bool, ConfigError> {
+        match name {
+            "tickTime" => self.parsed.config.tick_time_ms = self.number(line, name, value)?,
+            "dataDir" => {
+                self.parsed.config.data_dir = self.path_value(line, name, value)?;
+                self.data_dir_set = true;
+            }
+            "dataLogDir" => {
+                self.parsed.config.data_log_dir = Some(self.path_value(line, name, value)?)
+            }
+            "clientPort" => {
+                self.parsed.config.client_port = self.port(line, name, value)?;
+                self.parsed.client_port_set = true;
+            }
+            "clientPortAddress" => {
+                self.parsed.config.client_addr = self.ip(line, name, value)?;
+                self.parsed.client_addr_set = true;
+            }
+            "maxClientCnxns" => {
+                self.parsed.config.max_client_cnxns = self.number(line, name, value)?
+            }
+            "minSessionTimeout" => {
+                self.parsed.config.min_session_timeout_ms = self.timeout(line, name, value)?
+            }
+            "maxSessionTimeout" => {
+                self.parsed.config.max_session_timeout_ms = self.timeout(line, name, value)?
+            }
+            "autopurge.snapRetainCount" => self.apply_snap_retain_count(line, name, value)?,
+            "autopurge.purgeInterval" => {
+                self.parsed.config.purge_interval_hours = self.number(line, name, value)?
+            }
+            "4lw.commands.whitelist" => self.apply_four_letter_words(line, value),
+            "snapCount" => self.apply_snap_count(line, name, value)?,
+            "jute.maxbuffer" => {
+                self.parsed.config.max_frame_bytes = self.java_int(line, name, value)?
+            }
+            "extendedTypesEnabled" => {
+                self.parsed.config.ttl_nodes_enabled = self.boolean(line, name, value)?
+            }
+            "znode.container.checkIntervalMs" => {
+                self.parsed.config.container_check_interval_ms = self.number(line, name, value)?
+            }
+            "DigestAuthenticationProvider.superDigest" => {
+                self.parsed.config.zk_super_digest = Some(value.to_string())
+            }
+            "initLimit" => self.parsed.config.init_limit = self.number(line, name, value)?,
+            "syncLimit" => self.parsed.config.sync_limit = self.number(line, name, value)?,
+            "peerType" => self.parsed.peer_observer = Some((self.role(line, name, value)?, line)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn apply_server(
+        &mut self,
+        line: usize,
+        key: &str,
+        id: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let id: u64 = id.parse().map_err(|_| {
+            self.error(
+                line,
+                key,
+                "the part after 'server.' must be a server id number",
+            )
+        })?;
+        let entry =
+            parse_server_line(id, value).map_err(|problem| self.error(line, key, problem))?;
+        let servers = &mut self.parsed.config.servers;
+        // Java properties: a repeated key replaces the earlier value.
+        match servers.iter_mut().find(|s| s.id == id) {
+            Some(existing) => *existing = entry,
+            None => servers.push(entry),
+        }
+        Ok(())
+    }
+
+    fn apply_snap_retain_count(
+        &mut self,
+        line: usize,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let count: u32 = self.number(line, name, value)?;
+        if count < SNAP_RETAIN_COUNT_MIN {
+            self.warn(
+                line,
+                format!("{name}={count} is below {SNAP_RETAIN_COUNT_MIN}; using {SNAP_RETAIN_COUNT_MIN}, as ZooKeeper does"),
+            );
+        }
+        self.parsed.config.snap_retain_count = count.max(SNAP_RETAIN_COUNT_MIN);
+        Ok(())
+    }
+
+    fn apply_snap_count(
+        &mut self,
+        line: usize,
+        name: &str,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let count: u64 = self.number(line, name, value)?;
+        if count < SNAP_COUNT_MIN {
+            self.warn(
+                line,
+                format!("{name}={count} is below {SNAP_COUNT_MIN}; using {SNAP_COUNT_MIN}, as ZooKeeper does"),
+            );
+        }
+        self.parsed.config.snap_count = count.max(SNAP_COUNT_MIN);
+        Ok(())
+    }
+
+    fn apply_four_letter_words(&mut self, line: usize, value: &str) {
+        let mut words = Vec::new();
+        for word in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            if word == "*" || FOUR_LETTER_WORDS.contains(&word) {
+                words.push(word.to_string());
+            } else {
+                // ZooKeeper also drops words it does not know from the whitelist.
+                self.warn(
+                    line,
+                    format!(
+                        "4lw.commands.whitelist: '{word}' is not implemented by corral; ignored"
+                    ),
+                );
+            }
+        }
+        self.parsed.config.four_letter_words = words;
+    }
+
+    fn number<T: TryFrom<i64>>(
+        &self,
+        line: usize,
+        key: &str,
+        value: &str,
+    ) -> Result<T, ConfigError> {
+        let wide: i64 = value
+            .parse()
+            .map_err(|_| self.error(line, key, format!("'{value}' is not a whole number")))?;
+        T::try_from(wide).map_err(|_| self.error(line, key, format!("{wide} is out of range")))
+    }
+
+    /// Java's `Integer.decode`, which ZooKeeper uses for `jute.maxbuffer`: decimal or 0x hex.
+    fn java_int(&self, line: usize, key: &str, value: &str) -> Result<usize, ConfigError> {
+        let hex = value
+            .strip_prefix("0x")
+            .or_else(|| value.strip_prefix("0X"));
+        let parsed = match hex {
+            Some(digits) => usize::from_str_radix(digits, 16),
+            None => value.parse(),
+        };
+        parsed.map_err(|_| {
+            self.error(
+                line,
+                key,
+                format!("'{value}' is not a number (decimal or 0x hex)"),
+            )
+        })
+    }
+
+    fn port(&self, line: usize, key: &str, value: &str) -> Result<u16, ConfigError> {
+        let wide: i64 = self.number(line, key, value)?;
+        port_from_i64(wide).map_err(|problem| self.error(line, key, problem))
+    }
+
+    /// `-1` (or any negative) means "use the tick-based default", as in ZooKeeper.
+    fn timeout(&self, line: usize, key: &str, value: &str) -> Result<Option<u32>, ConfigError> {
+        let wide: i64 = self.number(line, key, value)?;
+        if wide < 0 {
+            return Ok(None);
+        }
+        u32::try_from(wide)
+            .map(Some)
+            .map_err(|_| self.error(line, key, format!("{wide} ms is out of range")))
+    }
+
+    fn ip(&self, line: usize, key: &str, value: &str) -> Result<IpAddr, ConfigError> {
+        if value.eq_ignore_ascii_case("localhost") {
+            return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        value.trim_matches(['[', ']']).parse().map_err(|_| {
+            self.error(
+                line,
+                key,
+                format!("'{value}' is not an IP address (host names are not resolved)"),
+            )
+        })
+    }
+
+    fn boolean(&self, line: usize, key: &str, value: &str) -> Result<bool, ConfigError> {
+        match value.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(self.error(line, key, format!("'{value}' is not true or false"))),
+        }
+    }
+
+    fn path_value(&self, line: usize, key: &str, value: &str) -> Result<PathBuf, ConfigError> {
+        if value.is_empty() {
+            return Err(self.error(line, key, "must name a directory"));
+        }
+        Ok(PathBuf::from(value))
+    }
+
+    /// `peerType`: true for observer.
+    fn role(&self, line: usize, key: &str, value: &str) -> Result<bool, ConfigError> {
+        match value {
+            "observer" => Ok(true),
+            "participant" => Ok(false),
+            _ => Err(self.error(
+                line,
+                key,
+                format!("'{value}' is not 'participant' or 'observer'"),
+            )),
+        }
+    }
+
+    fn warn_ignored(&mut self, line: usize, key: &str) {
+        // One warning per key, however often it repeats.
+        if self.seen.insert(format!("ignored:{key}"), line).is_none() {
+            self.warn(
+                line,
+                format!("key '{key}' has no corral equivalent; ignored"),
+            );
+        }
+    }
+
+    fn warn(&mut self, line: usize, message: String) {
+        let path = self.parsed.path.display();
+        self.parsed
+            .warnings
+            .push(format!("{path}:{line}: {message}"));
+    }
+
+    fn error(&self, line: usize, key: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::ZooCfg {
+            path: self.parsed.path.clone(),
+            line,
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Parsed {
+    /// ZooKeeper reads this node's id from `dataDir/myid`.
+    fn apply_myid(&mut self) -> Result<(), ConfigError> {
+        let myid_path = self.config.data_dir.join("myid");
+        let text = match std::fs::read_to_string(&myid_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.warn_missing_myid(&myid_path);
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: myid_path,
+                    source,
+                })
+            }
+        };
+        self.config.server_id = text.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: "server_id".to_string(),
+            problem: format!("'{}' is not a server id number", text.trim()),
+            origin: Some(format!("myid file {}", myid_path.display())),
+        })?;
+        Ok(())
+    }
+
+    fn warn_missing_myid(&mut self, myid_path: &Path) {
+        if !self.config.servers.is_empty() {
+            self.warnings.push(format!(
+                "{}: no such file; server_id stays {} unless {ENV_PREFIX}SERVER_ID is set",
+                myid_path.display(),
+                self.config.server_id
+            ));
+        }
+    }
+
+    /// Fixes that need both myid and the server.N lines.
+    fn reconcile_own_server_line(&mut self) {
+        let Some(own) = self.config.own_server().cloned() else {
+            return;
+        };
+        if let Some((observer, line)) = self.peer_observer {
+            if observer != own.observer {
+                // ZooKeeper logs the same mismatch and trusts the server list.
+                self.warnings.push(format!(
+                    "{}:{line}: peerType disagrees with server.{}; the server.{} line wins",
+                    self.path.display(),
+                    own.id,
+                    own.id
+                ));
+            }
+        }
+        if !self.client_port_set {
+            self.take_client_from_server_line(&own);
+        }
+    }
+
+    /// ZooKeeper 3.5+ lets `server.N=...;[host:]port` stand in for clientPort.
+    fn take_client_from_server_line(&mut self, own: &ServerEntry) {
+        let Some((host, port)) = own.client.as_deref().and_then(|c| c.rsplit_once(':')) else {
+            return;
+        };
+        let (Ok(port), Ok(ip)) = (port.parse::<u16>(), host.trim_matches(['[', ']']).parse())
+        else {
+            return;
+        };
+        self.config.client_port = port;
+        if !self.client_addr_set {
+            self.config.client_addr = ip;
+        }
+    }
+}
+
+/// Parses `host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]`.
+pub(crate) fn parse_server_line(id: u64, value: &str) -> Result<ServerEntry, String> {
+    if value.contains('|') {
+        return Err("multiple addresses ('|') per server are not supported".to_string());
+    }
+    let (peer, client) = match value.split_once(';') {
+        Some((peer, client)) => (peer.trim(), Some(parse_client(client.trim())?)),
+        None => (value.trim(), None),
+    };
+    let (host, rest) = split_host(peer)?;
+    let parts: Vec<&str> = rest.split(':').map(str::trim).collect();
+    let (quorum, election, role) = match parts.as_slice() {
+        [q, e] => (*q, *e, None),
+        [q, e, r] => (*q, *e, Some(*r)),
+        _ => {
+            return Err(format!(
+                "expected host:quorumPort:electionPort[:participant|:observer], got '{value}'"
+            ))
+        }
+    };
+    let observer = match role {
+        None | Some("participant") => false,
+        Some("observer") => true,
+        Some(other) => return Err(format!("role '{other}' is not 'participant' or 'observer'")),
+    };
+    Ok(ServerEntry {
+        id,
+        host,
+        quorum_port: server_port("quorum port", quorum)?,
+        election_port: server_port("election port", election)?,
+        observer,
+        client,
+    })
+}
+
+/// Splits the host (bracketed for IPv6) from the `:port:port[:role]` rest.
+fn split_host(peer: &str) -> Result<(String, &str), String> {
+    let (host, rest) = match peer.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once("]:")
+            .ok_or_else(|| format!("'{peer}': unterminated [IPv6] host"))?,
+        None => peer
+            .split_once(':')
+            .ok_or_else(|| format!("'{peer}': expected host:quorumPort:electionPort"))?,
+    };
+    if host.is_empty() {
+        return Err("host must not be empty".to_string());
+    }
+    Ok((host.to_string(), rest))
+}
+
+fn server_port(what: &str, text: &str) -> Result<u16, String> {
+    let wide: i64 = text
+        .parse()
+        .map_err(|_| format!("{what} '{text}' is not a number"))?;
+    port_from_i64(wide).map_err(|p| format!("{what}: {p}"))
+}
+
+/// `[clientHost:]clientPort`, normalized to `host:port` (0.0.0.0 when no host, as ZooKeeper).
+fn parse_client(client: &str) -> Result<String, String> {
+    let (host, port) = match client.rsplit_once(':') {
+        Some((host, port)) => (host, port),
+        None => ("0.0.0.0", client),
+    };
+    let port = server_port("client port", port)?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Adds the zoo.cfg spelling of a key to a validation error.
+fn name_zoo_key(error: ConfigError, path: &Path) -> ConfigError {
+    match error {
+        ConfigError::Invalid {
+            key,
+            problem,
+            origin: None,
+        } => {
+            let zoo = ZOO_CFG_KEYS.iter().find(|(toml, _)| *toml == key);
+            let origin = zoo.map(|(_, zoo)| {
+                format!(
+                    "zoo.cfg '{zoo}' in {}, or {ENV_PREFIX}{}",
+                    path.display(),
+                    key.to_ascii_uppercase()
+                )
+            });
+            ConfigError::Invalid {
+                key,
+                problem,
+                origin,
+            }
+        }
+        other => other,
+    }
+}
