@@ -101,7 +101,9 @@ impl Default for Config {
             max_client_cnxns: 60,
             max_frame_bytes: 1024 * 1024,
             // ZooKeeper 3.5+ answers only srvr unless told otherwise.
-            four_letter_words: vec!["srvr".to_string()],
+            four_letter_words: ["ruok", "srvr", "mntr", "envi", "isro"]
+                .map(String::from)
+                .to_vec(),
             ttl_nodes_enabled: true,
             container_check_interval_ms: 60_000,
             snap_count: 100_000,

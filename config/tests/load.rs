@@ -35,7 +35,10 @@ fn defaults_with_no_file() {
         assert_eq!(config.client_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(config.client_port, 2181);
         assert_eq!(config.data_dir, PathBuf::from("./corral-data"));
-        assert_eq!(config.four_letter_words, vec!["srvr".to_string()]);
+        assert_eq!(
+            config.four_letter_words,
+            vec!["ruok", "srvr", "mntr", "envi", "isro"]
+        );
         assert_eq!(config.max_frame_bytes, 1_048_576);
         assert_eq!(
             (config.min_session_timeout(), config.max_session_timeout()),

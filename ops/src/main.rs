@@ -1,1 +1,100 @@
-fn main() {}
+//! `corral`: run a node, hash passwords, talk to a server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod serve;
+
+#[derive(Parser)]
+#[command(
+    name = "corral",
+    version,
+    about = "A ZooKeeper-compatible coordination service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve clients. With no flags: 127.0.0.1:2181, data in ./corral-data.
+    Serve {
+        /// A corral TOML config file.
+        #[arg(long, conflicts_with = "zoo_cfg")]
+        config: Option<PathBuf>,
+        /// An Apache ZooKeeper zoo.cfg (drop-in mode).
+        #[arg(long)]
+        zoo_cfg: Option<PathBuf>,
+    },
+    /// Print an argon2 hash of a password, for `super_digests`.
+    HashPassword {
+        /// The password (read from stdin when absent).
+        password: Option<String>,
+    },
+    /// Send a four-letter word and print the answer.
+    Fourlw {
+        word: String,
+        #[arg(long, default_value = "127.0.0.1:2181")]
+        server: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve { config, zoo_cfg } => serve::run(config, zoo_cfg),
+        Cmd::HashPassword { password } => hash_password(password),
+        Cmd::Fourlw { word, server } => fourlw(&word, server),
+    }
+}
+
+fn hash_password(password: Option<String>) -> ExitCode {
+    let pw = match password {
+        Some(p) => p,
+        None => {
+            let mut s = String::new();
+            if std::io::stdin().read_line(&mut s).is_err() {
+                eprintln!("could not read a password from stdin");
+                return ExitCode::FAILURE;
+            }
+            s.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    match corral_auth::hash_password(&pw) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hashing failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fourlw(word: &str, server: SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let run = || -> std::io::Result<String> {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(5))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        s.write_all(word.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    match run() {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{server}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

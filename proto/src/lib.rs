@@ -19,7 +19,7 @@ pub mod response;
 
 pub use error::ErrorCode;
 pub use jute::{DecodeError, Reader, Writer};
-pub use opcode::OpCode;
+pub use opcode::{CreateMode, OpCode};
 pub use records::*;
 pub use request::{MultiOp, Request};
 pub use response::{MultiResult, Response};

@@ -1,1 +1,25 @@
-//! placeholder until written
+//! `corral-server`: the client-facing node.
+//!
+//! - [`conn`]: one connection: handshake, in-order replies, watch events.
+//! - [`read`]: reads against the local tree.
+//! - [`commit`]: the write path of a standalone node (prep → log → fsync → apply → reply)
+//!   behind the [`commit::Replicator`] trait that voters and observers will implement.
+//! - [`prep`]: request → txn against the latest state (ZooKeeper's PrepRequestProcessor rules).
+//! - [`apply`]: committed txn → tree, watches, replies.
+//! - [`watch`], [`session`]: the watch manager and session expiry.
+//! - [`fourlw`]: four-letter words.
+//! - [`node`]: recovery and the listener.
+
+pub mod apply;
+pub mod commit;
+pub mod conn;
+pub mod fourlw;
+pub mod node;
+pub mod prep;
+pub mod read;
+pub mod session;
+pub mod state;
+pub mod watch;
+
+pub use node::{Node, NodeError};
+pub use state::ServerOptions;

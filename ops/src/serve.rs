@@ -1,0 +1,125 @@
+//! `corral serve`: load the configuration, recover, serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use corral_config::Config;
+use corral_server::{Node, ServerOptions};
+
+pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
+    let cfg = match load(config, zoo_cfg) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("corral: configuration error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cfg.log_level);
+    let supers =
+        match corral_auth::SuperUsers::new(&cfg.super_digests, cfg.zk_super_digest.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral: configuration error: super_digests: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let opts = options(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("corral: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let node = match Node::start(opts, supers).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("corral: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match node.local_addr() {
+            Ok(a) => tracing::info!(addr = %a, "serving clients"),
+            Err(e) => tracing::warn!(error = %e, "serving clients"),
+        }
+        tokio::select! {
+            _ = node.run() => ExitCode::SUCCESS,
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}
+
+fn load(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> Result<Config, String> {
+    match zoo_cfg {
+        Some(path) => {
+            let z = corral_config::load_zoo_cfg(&path).map_err(|e| e.to_string())?;
+            for w in &z.warnings {
+                eprintln!("corral: warning: {w}");
+            }
+            Ok(z.config)
+        }
+        None => corral_config::load(config.as_deref()).map_err(|e| e.to_string()),
+    }
+}
+
+fn options(cfg: &Config) -> ServerOptions {
+    let mut o = ServerOptions::standalone(
+        cfg.data_dir.clone(),
+        SocketAddr::new(cfg.client_addr, cfg.client_port),
+    );
+    o.server_id = cfg.server_id;
+    o.log_dir = cfg.log_dir();
+    o.tick_time_ms = cfg.tick_time_ms;
+    o.min_session_timeout_ms = cfg.min_session_timeout();
+    o.max_session_timeout_ms = cfg.max_session_timeout();
+    o.max_client_cnxns = cfg.max_client_cnxns;
+    o.max_frame_bytes = cfg.max_frame_bytes;
+    o.four_letter_words = cfg.four_letter_words.clone();
+    o.ttl_nodes_enabled = cfg.ttl_nodes_enabled;
+    o.container_check_interval_ms = cfg.container_check_interval_ms;
+    o.snap_count = cfg.snap_count;
+    o.snap_retain_count = cfg.snap_retain_count as usize;
+    o.max_batch = cfg.max_batch;
+    o.max_outstanding_per_session = cfg.max_outstanding_per_session;
+    o
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

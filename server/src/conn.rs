@@ -1,0 +1,628 @@
+//! One client connection: the handshake, a reader that decodes requests and
+//! submits writes at once (so they batch and pipeline), and a responder that
+//! answers strictly in request order. Reads wait behind the session's earlier
+//! writes, so a client always sees its own writes. Watch events share the
+//! responder's socket and are flushed before any later reply.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use corral_auth::{AuthOutcome, Principal};
+use corral_proto::opcode::xid;
+use corral_proto::{
+    ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Reader, Record, ReplyHeader, Request,
+    RequestHeader, Writer,
+};
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply::{reply_frame, Committed};
+use crate::commit::{Replicator, WriteOp, WriteRequest};
+use crate::read::{set_watches, watches_op, ReadCtx};
+use crate::state::{ConnHandle, Outbound, Shared};
+use crate::watch::ConnId;
+
+/// Work queued to the responder, in request order.
+enum Item {
+    Frame(Vec<u8>),
+    Read {
+        xid: i32,
+        req: Request,
+        principals: Arc<Vec<Principal>>,
+        at: Instant,
+    },
+    Write {
+        rx: oneshot::Receiver<Committed>,
+        close_after: bool,
+        at: Instant,
+    },
+    SetWatches {
+        xid: i32,
+        sw: corral_proto::request::SetWatches,
+    },
+    Watches {
+        xid: i32,
+        path: String,
+        wtype: i32,
+        remove: bool,
+    },
+    /// Reply, then close (auth failure).
+    FrameThenClose(Vec<u8>),
+}
+
+/// Why a connection ended, for the log line.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Io(std::io::Error),
+    Malformed(DecodeError),
+    Expired,
+    Closed,
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, End> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(End::PeerClosed),
+        Err(e) => return Err(End::Io(e)),
+    }
+    let n = corral_proto::frame::check_len(len, max).map_err(End::Malformed)?;
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).await.map_err(End::Io)?;
+    Ok(body)
+}
+
+fn ping_frame(zxid: i64) -> Vec<u8> {
+    reply_frame(xid::PING, zxid, 0, None)
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve<S>(shared: Arc<Shared>, repl: Arc<dyn Replicator>, stream: S, remote: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut first = [0u8; 4];
+    if rd.read_exact(&mut first).await.is_err() {
+        return;
+    }
+    if let Some(word) = corral_proto::frame::four_letter_word(first) {
+        let text = crate::fourlw::answer(&shared, word);
+        let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    let body = match corral_proto::frame::check_len(first, shared.opts.max_frame_bytes) {
+        Ok(n) => {
+            let mut b = vec![0u8; n];
+            if rd.read_exact(&mut b).await.is_err() {
+                return;
+            }
+            b
+        }
+        Err(e) => {
+            shared
+                .stats
+                .malformed_frames
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %remote, reason = %e, "closing connection: bad first frame");
+            return;
+        }
+    };
+    let req = match ConnectRequest::from_bytes(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            shared
+                .stats
+                .malformed_frames
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %remote, reason = %e, "closing connection: malformed ConnectRequest");
+            return;
+        }
+    };
+    let Some((conn_id, handle, rsp, out_rx)) = handshake(&shared, &repl, &req, remote).await else {
+        let rsp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: false,
+        };
+        let _ = wr
+            .write_all(&connect_frame(&rsp, req.read_only.is_some()))
+            .await;
+        let _ = wr.flush().await;
+        return;
+    };
+    if wr
+        .write_all(&connect_frame(&rsp, req.read_only.is_some()))
+        .await
+        .is_err()
+        || wr.flush().await.is_err()
+    {
+        cleanup(&shared, conn_id, handle.session_id);
+        return;
+    }
+    let (items_tx, items_rx) = mpsc::channel(shared.opts.max_outstanding_per_session.max(1));
+    let mut responder = tokio::spawn(respond(
+        shared.clone(),
+        conn_id,
+        handle.clone(),
+        wr,
+        items_rx,
+        out_rx,
+    ));
+    let reader = read_loop(&shared, &repl, &handle, &mut rd, items_tx);
+    let end = tokio::select! {
+        e = reader => {
+            // Let the responder finish what was already asked.
+            let _ = (&mut responder).await;
+            e
+        }
+        r = &mut responder => r.unwrap_or(End::Closed),
+    };
+    match &end {
+        End::PeerClosed | End::Closed => {
+            tracing::debug!(peer = %remote, session = format_args!("0x{:x}", handle.session_id), "connection closed")
+        }
+        End::Expired => {
+            tracing::info!(peer = %remote, session = format_args!("0x{:x}", handle.session_id), "closing connection of an expired session")
+        }
+        End::Io(e) => tracing::debug!(peer = %remote, error = %e, "connection I/O error"),
+        End::Malformed(e) => {
+            shared
+                .stats
+                .malformed_frames
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %remote, reason = %e, "closing connection: malformed frame")
+        }
+    }
+    cleanup(&shared, conn_id, handle.session_id);
+}
+
+fn connect_frame(rsp: &ConnectResponse, with_read_only: bool) -> Vec<u8> {
+    let mut w = Writer::framed();
+    rsp.write(&mut w);
+    let mut f = w.finish_frame();
+    if !with_read_only {
+        // Pre-3.4 clients do not expect the readOnly byte.
+        f.pop();
+        let len = (f.len() - 4) as i32;
+        f[..4].copy_from_slice(&len.to_be_bytes());
+    }
+    f
+}
+
+fn negotiate_timeout(shared: &Shared, requested: i32) -> i32 {
+    let min = shared.opts.min_session_timeout_ms as i32;
+    let max = shared.opts.max_session_timeout_ms as i32;
+    requested.clamp(min, max.max(min))
+}
+
+/// ZooKeeper-style session ids: server id in the top byte, a time-seeded counter below.
+fn new_session_id(shared: &Shared) -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let base = ((crate::state::wall_ms() << 24) as u64 >> 8) as i64;
+        let seeded = base | ((shared.opts.server_id as i64 & 0xff) << 56);
+        let _ = NEXT.compare_exchange(0, seeded, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Creates or resumes the session; None means "refuse as expired".
+async fn handshake(
+    shared: &Arc<Shared>,
+    repl: &Arc<dyn Replicator>,
+    req: &ConnectRequest,
+    remote: SocketAddr,
+) -> Option<(
+    ConnId,
+    Arc<ConnHandle>,
+    ConnectResponse,
+    mpsc::Receiver<Outbound>,
+)> {
+    let timeout_ms = negotiate_timeout(shared, req.timeout_ms);
+    let principals = corral_auth::connect_principals(remote.ip());
+    let (session_id, passwd) = if req.session_id == 0 {
+        let session_id = new_session_id(shared);
+        let mut passwd = vec![0u8; 16];
+        rand::thread_rng().fill_bytes(&mut passwd);
+        let (tx, rx) = oneshot::channel();
+        let w = WriteRequest {
+            session_id,
+            xid: 0,
+            op: WriteOp::CreateSession {
+                timeout_ms,
+                passwd: passwd.clone(),
+            },
+            principals: Arc::new(principals.clone()),
+            reply: Some(tx),
+        };
+        submit(repl, w).await;
+        let c = rx.await.ok()?;
+        if c.err != 0 {
+            return None;
+        }
+        if let Ok(mut t) = shared.tracker.lock() {
+            t.add(session_id, timeout_ms as u32, shared.now_ms());
+        }
+        (session_id, passwd)
+    } else {
+        let ok = {
+            let tree = shared.tree.read().ok()?;
+            tree.sessions()
+                .get(&req.session_id)
+                .is_some_and(|s| s.passwd == req.passwd)
+        };
+        let live = shared
+            .tracker
+            .lock()
+            .ok()
+            .is_some_and(|t| t.is_live(req.session_id));
+        if !ok || !live {
+            tracing::info!(
+                peer = %remote,
+                session = format_args!("0x{:x}", req.session_id),
+                "refusing reconnect: session expired or wrong password"
+            );
+            return None;
+        }
+        if let Ok(mut t) = shared.tracker.lock() {
+            t.set_timeout(req.session_id, timeout_ms as u32, shared.now_ms());
+        }
+        (req.session_id, req.passwd.clone())
+    };
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(shared.opts.max_queued_events.max(16));
+    let handle = Arc::new(ConnHandle {
+        session_id,
+        remote,
+        principals: Mutex::new(Arc::new(principals)),
+        tx,
+        connected_at: Instant::now(),
+        packets_received: Default::default(),
+        packets_sent: Default::default(),
+        last_zxid: Default::default(),
+    });
+    if let Ok(mut conns) = shared.conns.lock() {
+        conns.insert(conn_id, handle.clone());
+    }
+    let old = shared
+        .session_conn
+        .lock()
+        .ok()
+        .and_then(|mut m| m.insert(session_id, conn_id));
+    if let Some(old) = old.and_then(|c| shared.conn(c)) {
+        // The session moved to this connection: the old one goes, as in ZooKeeper.
+        let _ = old.tx.try_send(Outbound::Close);
+    }
+    let rsp = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms,
+        session_id,
+        passwd,
+        read_only: false,
+    };
+    Some((conn_id, handle, rsp, rx))
+}
+
+/// Submits a write, waiting (without blocking the runtime) while the queue is full.
+async fn submit(repl: &Arc<dyn Replicator>, mut w: WriteRequest) {
+    loop {
+        match repl.submit(w) {
+            Ok(()) => return,
+            Err(back) => {
+                w = *back;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+fn cleanup(shared: &Shared, conn: ConnId, session_id: i64) {
+    if let Ok(mut w) = shared.watches.lock() {
+        w.remove_conn(conn);
+    }
+    if let Ok(mut c) = shared.conns.lock() {
+        c.remove(&conn);
+    }
+    if let Ok(mut m) = shared.session_conn.lock() {
+        if m.get(&session_id) == Some(&conn) {
+            m.remove(&session_id);
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Arc<Shared>,
+    repl: &Arc<dyn Replicator>,
+    handle: &Arc<ConnHandle>,
+    rd: &mut R,
+    items: mpsc::Sender<Item>,
+) -> End {
+    loop {
+        let body = match read_frame(rd, shared.opts.max_frame_bytes).await {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let at = Instant::now();
+        shared
+            .stats
+            .packets_received
+            .fetch_add(1, Ordering::Relaxed);
+        handle.packets_received.fetch_add(1, Ordering::Relaxed);
+        let touched = shared
+            .tracker
+            .lock()
+            .map(|mut t| t.touch(handle.session_id, shared.now_ms()))
+            .unwrap_or(false);
+        if !touched {
+            return End::Expired;
+        }
+        let mut r = Reader::new(&body);
+        let hdr = match RequestHeader::read(&mut r) {
+            Ok(h) => h,
+            Err(e) => return End::Malformed(e),
+        };
+        let item = match Request::decode(hdr.op, &mut r) {
+            Ok(req) => match to_item(shared, repl, handle, hdr.xid, req, at).await {
+                Some(i) => i,
+                None => continue,
+            },
+            Err(DecodeError::UnknownOpCode(op)) => {
+                tracing::debug!(peer = %handle.remote, op, "unknown opcode");
+                Item::Frame(reply_frame(
+                    hdr.xid,
+                    shared.last_zxid(),
+                    ErrorCode::Unimplemented.code(),
+                    None,
+                ))
+            }
+            Err(e) => return End::Malformed(e),
+        };
+        if items.send(item).await.is_err() {
+            return End::Closed;
+        }
+    }
+}
+
+async fn to_item(
+    shared: &Arc<Shared>,
+    repl: &Arc<dyn Replicator>,
+    handle: &Arc<ConnHandle>,
+    xid: i32,
+    req: Request,
+    at: Instant,
+) -> Option<Item> {
+    Some(match req {
+        Request::Ping => Item::Frame(ping_frame(shared.last_zxid())),
+        Request::Auth(a) => auth_item(shared, handle, &a),
+        Request::SetWatches(sw) | Request::SetWatches2(sw) => Item::SetWatches { xid, sw },
+        Request::CheckWatches(c) => Item::Watches {
+            xid,
+            path: c.path,
+            wtype: c.watcher_type,
+            remove: false,
+        },
+        Request::RemoveWatches(c) => Item::Watches {
+            xid,
+            path: c.path,
+            wtype: c.watcher_type,
+            remove: true,
+        },
+        Request::Sasl(_) => Item::Frame(reply_frame(
+            xid,
+            shared.last_zxid(),
+            ErrorCode::Unimplemented.code(),
+            None,
+        )),
+        req if req.is_write() => {
+            let close_after = matches!(req, Request::CloseSession);
+            let (tx, rx) = oneshot::channel();
+            let w = WriteRequest {
+                session_id: handle.session_id,
+                xid,
+                op: WriteOp::Client(req),
+                principals: handle.principals(),
+                reply: Some(tx),
+            };
+            if close_after {
+                if let Ok(mut t) = shared.tracker.lock() {
+                    t.set_closing(handle.session_id);
+                }
+            }
+            submit(repl, w).await;
+            Item::Write {
+                rx,
+                close_after,
+                at,
+            }
+        }
+        req => Item::Read {
+            xid,
+            req,
+            principals: handle.principals(),
+            at,
+        },
+    })
+}
+
+fn auth_item(shared: &Shared, handle: &ConnHandle, a: &corral_proto::request::AuthPacket) -> Item {
+    match corral_auth::add_auth(&a.scheme, &a.auth, handle.remote.ip(), &shared.supers) {
+        AuthOutcome::Added(ids) => {
+            if let Ok(mut p) = handle.principals.lock() {
+                let mut v: Vec<Principal> = p.as_ref().clone();
+                for id in ids {
+                    if !v.contains(&id) {
+                        v.push(id);
+                    }
+                }
+                *p = Arc::new(v);
+            }
+            Item::Frame(reply_frame(xid::AUTH, shared.last_zxid(), 0, None))
+        }
+        AuthOutcome::Failed => {
+            tracing::info!(peer = %handle.remote, scheme = %a.scheme, "auth failed");
+            let mut w = Writer::framed();
+            ReplyHeader {
+                xid: xid::AUTH,
+                zxid: shared.last_zxid(),
+                err: ErrorCode::AuthFailed.code(),
+            }
+            .write(&mut w);
+            Item::FrameThenClose(w.finish_frame())
+        }
+    }
+}
+
+async fn respond<W: AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    conn: ConnId,
+    handle: Arc<ConnHandle>,
+    mut wr: BufWriter<W>,
+    mut items: mpsc::Receiver<Item>,
+    mut events: mpsc::Receiver<Outbound>,
+) -> End {
+    loop {
+        let end = tokio::select! {
+            biased;
+            ev = events.recv() => match ev {
+                Some(Outbound::Frame(f)) => write(&shared, &handle, &mut wr, &f).await,
+                Some(Outbound::Close) | None => Some(End::Expired),
+            },
+            item = items.recv() => match item {
+                Some(item) => handle_item(&shared, conn, &handle, &mut wr, &mut events, item).await,
+                None => Some(End::PeerClosed),
+            },
+        };
+        if let Some(e) = end {
+            let _ = wr.flush().await;
+            return e;
+        }
+        if items.is_empty() && events.is_empty() && wr.flush().await.is_err() {
+            return End::Closed;
+        }
+    }
+}
+
+async fn write<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    handle: &ConnHandle,
+    wr: &mut BufWriter<W>,
+    frame: &[u8],
+) -> Option<End> {
+    shared.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+    handle.packets_sent.fetch_add(1, Ordering::Relaxed);
+    wr.write_all(frame).await.err().map(End::Io)
+}
+
+/// Writes every event already queued, so they precede the reply that follows.
+async fn drain_events<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    handle: &ConnHandle,
+    wr: &mut BufWriter<W>,
+    events: &mut mpsc::Receiver<Outbound>,
+) -> Option<End> {
+    while let Ok(ev) = events.try_recv() {
+        match ev {
+            Outbound::Frame(f) => {
+                if let Some(e) = write(shared, handle, wr, &f).await {
+                    return Some(e);
+                }
+            }
+            Outbound::Close => return Some(End::Expired),
+        }
+    }
+    None
+}
+
+async fn handle_item<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    conn: ConnId,
+    handle: &ConnHandle,
+    wr: &mut BufWriter<W>,
+    events: &mut mpsc::Receiver<Outbound>,
+    item: Item,
+) -> Option<End> {
+    let (frame, close, at) = match item {
+        Item::Frame(f) => (f, false, None),
+        Item::FrameThenClose(f) => (f, true, None),
+        Item::Read {
+            xid,
+            req,
+            principals,
+            at,
+        } => {
+            let ctx = ReadCtx {
+                shared,
+                conn,
+                session_id: handle.session_id,
+                principals: &principals,
+            };
+            let (zxid, r) = ctx.run(&req);
+            let f = match r {
+                Ok(body) => reply_frame(xid, zxid, 0, Some(&body)),
+                Err(e) => reply_frame(xid, zxid, e.code(), None),
+            };
+            (f, false, Some(at))
+        }
+        Item::Write {
+            rx,
+            close_after,
+            at,
+        } => match rx.await {
+            Ok(Committed { frame: Some(f), .. }) => (f, close_after, Some(at)),
+            _ => return Some(End::Closed),
+        },
+        Item::SetWatches { xid, sw } => {
+            let fired = set_watches(shared, conn, &sw);
+            for ev in fired {
+                let mut w = Writer::framed();
+                ReplyHeader {
+                    xid: xid::NOTIFICATION,
+                    zxid: -1,
+                    err: 0,
+                }
+                .write(&mut w);
+                ev.write(&mut w);
+                if let Some(e) = write(shared, handle, wr, &w.finish_frame()).await {
+                    return Some(e);
+                }
+            }
+            (reply_frame(xid, shared.last_zxid(), 0, None), false, None)
+        }
+        Item::Watches {
+            xid,
+            path,
+            wtype,
+            remove,
+        } => {
+            let err = match watches_op(shared, conn, &path, wtype, remove) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            };
+            (reply_frame(xid, shared.last_zxid(), err, None), false, None)
+        }
+    };
+    if let Some(e) = drain_events(shared, handle, wr, events).await {
+        return Some(e);
+    }
+    if let Some(e) = write(shared, handle, wr, &frame).await {
+        return Some(e);
+    }
+    if let Some(at) = at {
+        shared.stats.record_latency(at.elapsed().as_micros() as u64);
+    }
+    if close {
+        let _ = wr.flush().await;
+        return Some(End::Closed);
+    }
+    None
+}

@@ -1,0 +1,312 @@
+//! Four-letter words on the client port, behind the whitelist.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::state::Shared;
+
+/// The version string clients parse (kazoo gates features on `envi`'s zookeeper.version).
+pub const VERSION: &str = concat!("3.9.3-corral-", env!("CARGO_PKG_VERSION"));
+
+/// Answers one four-letter word.
+pub fn answer(shared: &Shared, word: &str) -> String {
+    if !shared.opts.four_letter_allowed(word) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    match word {
+        "ruok" => "imok".into(),
+        "srvr" => srvr(shared, false),
+        "stat" => srvr(shared, true),
+        "mntr" => mntr(shared),
+        "cons" => cons(shared),
+        "envi" => envi(shared),
+        "conf" => conf(shared),
+        "wchs" => wchs(shared),
+        "wchc" => wchc(shared),
+        "wchp" => wchp(shared),
+        "dump" => dump(shared),
+        "isro" => "rw".into(),
+        "crst" => {
+            shared.stats.reset();
+            "Connection stats reset.\n".into()
+        }
+        "srst" => {
+            shared.stats.reset();
+            "Server stats reset.\n".into()
+        }
+        _ => format!("{word} is not supported by corral.\n"),
+    }
+}
+
+fn latency(shared: &Shared) -> (u64, f64, u64) {
+    let s = &shared.stats;
+    let n = s.latency_count.load(Ordering::Relaxed);
+    let total = s.latency_total_us.load(Ordering::Relaxed);
+    let avg = if n == 0 {
+        0.0
+    } else {
+        total as f64 / n as f64 / 1000.0
+    };
+    (
+        s.latency_min_us.load(Ordering::Relaxed) / 1000,
+        avg,
+        s.latency_max_us.load(Ordering::Relaxed) / 1000,
+    )
+}
+
+fn srvr(shared: &Shared, with_clients: bool) -> String {
+    let (min, avg, max) = latency(shared);
+    let (zxid, nodes) = shared
+        .tree
+        .read()
+        .map(|t| (t.last_zxid(), t.node_count()))
+        .unwrap_or((0, 0));
+    let mut o = String::new();
+    let _ = writeln!(o, "Zookeeper version: {VERSION}, built by corral");
+    if with_clients {
+        o.push_str("Clients:\n");
+        o.push_str(&cons(shared));
+        o.push('\n');
+    }
+    let _ = writeln!(o, "Latency min/avg/max: {min}/{avg:.4}/{max}");
+    let _ = writeln!(
+        o,
+        "Received: {}",
+        shared.stats.packets_received.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "Sent: {}",
+        shared.stats.packets_sent.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "Connections: {}",
+        shared.conns.lock().map(|c| c.len()).unwrap_or(0)
+    );
+    let _ = writeln!(
+        o,
+        "Outstanding: {}",
+        shared.stats.outstanding.load(Ordering::Relaxed).max(0)
+    );
+    let _ = writeln!(o, "Zxid: 0x{zxid:x}");
+    let _ = writeln!(o, "Mode: standalone");
+    let _ = writeln!(o, "Node count: {nodes}");
+    o
+}
+
+fn mntr(shared: &Shared) -> String {
+    let (min, avg, max) = latency(shared);
+    let (nodes, data_size, ephemerals) = shared
+        .tree
+        .read()
+        .map(|t| {
+            (
+                t.node_count(),
+                t.approximate_data_size(),
+                t.all_ephemerals().values().map(|v| v.len()).sum::<usize>(),
+            )
+        })
+        .unwrap_or((0, 0, 0));
+    let (watches, watched_paths) = shared
+        .watches
+        .lock()
+        .map(|w| (w.watch_count(), w.path_count()))
+        .unwrap_or((0, 0));
+    let s = &shared.stats;
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", VERSION.into()),
+        ("zk_server_state", "standalone".into()),
+        ("zk_avg_latency", format!("{avg:.4}")),
+        ("zk_max_latency", max.to_string()),
+        ("zk_min_latency", min.to_string()),
+        (
+            "zk_packets_received",
+            s.packets_received.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_packets_sent",
+            s.packets_sent.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_num_alive_connections",
+            shared
+                .conns
+                .lock()
+                .map(|c| c.len())
+                .unwrap_or(0)
+                .to_string(),
+        ),
+        (
+            "zk_outstanding_requests",
+            s.outstanding.load(Ordering::Relaxed).max(0).to_string(),
+        ),
+        ("zk_znode_count", nodes.to_string()),
+        ("zk_watch_count", watches.to_string()),
+        ("zk_watched_paths", watched_paths.to_string()),
+        ("zk_ephemerals_count", ephemerals.to_string()),
+        ("zk_approximate_data_size", data_size.to_string()),
+        (
+            "zk_global_sessions",
+            shared
+                .tracker
+                .lock()
+                .map(|t| t.len())
+                .unwrap_or(0)
+                .to_string(),
+        ),
+        (
+            "zk_fsync_count",
+            s.fsyncs.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_txns_committed",
+            s.txns_committed.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_connections_refused",
+            s.connections_refused.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_malformed_frames",
+            s.malformed_frames.load(Ordering::Relaxed).to_string(),
+        ),
+        ("zk_uptime", shared.now_ms().to_string()),
+    ];
+    let mut o = String::new();
+    for (k, v) in rows {
+        let _ = writeln!(o, "{k}\t{v}");
+    }
+    o
+}
+
+fn cons(shared: &Shared) -> String {
+    let mut o = String::new();
+    if let Ok(conns) = shared.conns.lock() {
+        let mut list: Vec<_> = conns.iter().collect();
+        list.sort_by_key(|(id, _)| **id);
+        for (_, c) in list {
+            let _ = writeln!(
+                o,
+                " /{}[1](queued=0,recved={},sent={},sid=0x{:x})",
+                c.remote,
+                c.packets_received.load(Ordering::Relaxed),
+                c.packets_sent.load(Ordering::Relaxed),
+                c.session_id
+            );
+        }
+    }
+    o
+}
+
+fn envi(shared: &Shared) -> String {
+    let mut o = String::from("Environment:\n");
+    let rows = [
+        ("zookeeper.version", VERSION.to_string()),
+        ("host.name", "localhost".to_string()),
+        ("corral.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("os.name", std::env::consts::OS.to_string()),
+        ("os.arch", std::env::consts::ARCH.to_string()),
+        (
+            "user.dir",
+            std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "corral.data.dir",
+            shared.opts.data_dir.display().to_string(),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(o, "{k}={v}");
+    }
+    o
+}
+
+fn conf(shared: &Shared) -> String {
+    let o = &shared.opts;
+    format!(
+        "clientPort={}\nclientPortAddress={}\ndataDir={}\ndataLogDir={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nserverId={}\n",
+        o.listen.port(),
+        o.listen.ip(),
+        o.data_dir.display(),
+        o.log_dir.display(),
+        o.tick_time_ms,
+        o.max_client_cnxns,
+        o.min_session_timeout_ms,
+        o.max_session_timeout_ms,
+        o.server_id
+    )
+}
+
+fn wchs(shared: &Shared) -> String {
+    let (conns, paths, total) = shared
+        .watches
+        .lock()
+        .map(|w| (w.conn_count(), w.path_count(), w.watch_count()))
+        .unwrap_or((0, 0, 0));
+    format!("{conns} connections watching {paths} paths\nTotal watches:{total}\n")
+}
+
+fn session_of(shared: &Shared, conn: u64) -> i64 {
+    shared.conn(conn).map(|c| c.session_id).unwrap_or(0)
+}
+
+fn wchc(shared: &Shared) -> String {
+    let by_conn = shared
+        .watches
+        .lock()
+        .map(|w| w.by_conn())
+        .unwrap_or_default();
+    let mut o = String::new();
+    for (conn, paths) in by_conn {
+        let _ = writeln!(o, "0x{:x}", session_of(shared, conn));
+        for p in paths {
+            let _ = writeln!(o, "\t{p}");
+        }
+    }
+    o
+}
+
+fn wchp(shared: &Shared) -> String {
+    let by_path = shared
+        .watches
+        .lock()
+        .map(|w| w.by_path())
+        .unwrap_or_default();
+    let mut o = String::new();
+    for (path, conns) in by_path {
+        let _ = writeln!(o, "{path}");
+        for c in conns {
+            let _ = writeln!(o, "\t0x{:x}", session_of(shared, c));
+        }
+    }
+    o
+}
+
+fn dump(shared: &Shared) -> String {
+    let mut o = String::from("SessionTracker dump:\n");
+    let eph = shared
+        .tree
+        .read()
+        .map(|t| t.all_ephemerals())
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "Global Sessions({}):",
+        shared.tracker.lock().map(|t| t.len()).unwrap_or(0)
+    );
+    let _ = writeln!(
+        o,
+        "ephemeral nodes dump:\nSessions with Ephemerals ({}):",
+        eph.len()
+    );
+    for (s, paths) in eph {
+        let _ = writeln!(o, "0x{s:x}:");
+        for p in paths {
+            let _ = writeln!(o, "\t{p}");
+        }
+    }
+    o
+}

@@ -1,0 +1,381 @@
+//! Prep: turns a write request into a [`Txn`] (or an error txn) against the
+//! latest state, which is the applied tree plus the changes of txns already
+//! prepped but not yet applied (the pending overlay, ZooKeeper's
+//! "outstanding changes"). Checks run in ZooKeeper's order so the first error
+//! a client sees is the one ZooKeeper would give.
+//!
+//! Every failed write still becomes a txn (`Txn::Error`) and consumes a zxid,
+//! as in ZooKeeper, so zxids stay comparable between the two servers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use corral_auth::Principal;
+use corral_proto::opcode::perms;
+use corral_proto::request::{
+    CheckVersionRequest, CreateRequest, DeleteRequest, SetAclRequest, SetDataRequest,
+};
+use corral_proto::{Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request, Stat};
+use corral_store::{DataTree, NodeKind, Txn};
+
+/// What prep knows of a node: its stat (with the live child count) and ACL.
+#[derive(Clone, Debug)]
+struct Rec {
+    stat: Stat,
+    acl: Arc<[Acl]>,
+}
+
+/// Changes of prepped-but-unapplied txns, keyed by path (`None` = deleted).
+#[derive(Default, Clone)]
+pub struct Pending {
+    recs: HashMap<String, Option<Rec>>,
+    /// Ephemerals created by pending txns, per session, so a pending
+    /// closeSession also hides them.
+    ephemerals: HashMap<i64, Vec<String>>,
+}
+
+impl Pending {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn clear(&mut self) {
+        self.recs.clear();
+        self.ephemerals.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    fn get(&self, tree: &DataTree, path: &str) -> Option<Rec> {
+        match self.recs.get(path) {
+            Some(r) => r.clone(),
+            None => tree.get(path).map(|n| Rec {
+                stat: n.stat,
+                acl: n.acl.clone(),
+            }),
+        }
+    }
+}
+
+/// Options that change prep's answers.
+#[derive(Clone, Debug)]
+pub struct PrepOptions {
+    pub ttl_enabled: bool,
+}
+
+type PrepResult<T> = Result<T, ErrorCode>;
+
+/// The paths ZooKeeper refuses to delete.
+fn is_special(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
+    )
+}
+
+/// One prep context: a tree (read-locked by the caller) plus the overlay.
+pub struct Prep<'a> {
+    pub tree: &'a DataTree,
+    pub pending: &'a mut Pending,
+    pub opts: &'a PrepOptions,
+    pub session_id: i64,
+    pub principals: &'a [Principal],
+    pub zxid: i64,
+    pub time_ms: i64,
+}
+
+fn check_version(current: i32, expected: i32) -> PrepResult<i32> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    // ZOOKEEPER-4743: never hand out -1 as a version.
+    Ok(match current.wrapping_add(1) {
+        -1 => 0,
+        v => v,
+    })
+}
+
+fn validate(path: &str) -> PrepResult<()> {
+    corral_store::validate_path(path, false).map_err(|_| ErrorCode::BadArguments)
+}
+
+/// Parent of `path` for create/delete, with ZooKeeper's light checks.
+fn parent_of(path: &str) -> PrepResult<&str> {
+    if !path.contains('/') || path.contains('\0') {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(corral_store::parent(path))
+}
+
+impl<'a> Prep<'a> {
+    fn get(&self, path: &str) -> PrepResult<Rec> {
+        self.pending.get(self.tree, path).ok_or(ErrorCode::NoNode)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.pending.get(self.tree, path).is_some()
+    }
+
+    fn check_acl(&self, acl: &[Acl], perm: i32) -> PrepResult<()> {
+        if corral_auth::check(acl, perm, self.principals) {
+            Ok(())
+        } else {
+            Err(ErrorCode::NoAuth)
+        }
+    }
+
+    fn put(&mut self, path: &str, rec: Option<Rec>) {
+        self.pending.recs.insert(path.to_string(), rec);
+    }
+
+    /// Preps one client write. Never fails: errors become `Txn::Error`.
+    pub fn request(&mut self, op: OpCode, req: &Request) -> Txn {
+        let r = match req {
+            Request::Create(op, c) => self.create(*op, c),
+            Request::Delete(d) => self.delete(d),
+            Request::DeleteContainer(p) => self.delete_container(p),
+            Request::SetData(s) => self.set_data(s),
+            Request::SetAcl(s) => self.set_acl(s),
+            Request::Check(c) => self.check(c),
+            Request::Multi(ops) => return self.multi(ops),
+            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+            Request::CloseSession => Ok(self.close_session(self.session_id)),
+            _ => {
+                debug_assert!(false, "prep given a non-write {op:?}");
+                Err(ErrorCode::Unimplemented)
+            }
+        };
+        r.unwrap_or_else(|e| Txn::Error(e.code()))
+    }
+
+    fn create(&mut self, op: OpCode, c: &CreateRequest) -> PrepResult<Txn> {
+        let mode = CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?;
+        if mode.is_ttl() && !self.opts.ttl_enabled {
+            return Err(ErrorCode::Unimplemented);
+        }
+        let ttl = if op == OpCode::CreateTtl { c.ttl } else { -1 };
+        let ttl_owner = validate_ttl(mode, ttl)?;
+        let parent_path = parent_of(&c.path)?;
+        let acl = corral_auth::fixup_acl(&c.acl, self.principals).map_err(|e| e.code())?;
+        let mut parent = self.get(if parent_path.is_empty() {
+            "/"
+        } else {
+            parent_path
+        })?;
+        self.check_acl(&parent.acl, perms::CREATE)?;
+        let path = if mode.is_sequential() {
+            format!("{}{:010}", c.path, parent.stat.cversion)
+        } else {
+            c.path.clone()
+        };
+        validate(&path)?;
+        if self.exists(&path) {
+            return Err(ErrorCode::NodeExists);
+        }
+        if matches!(
+            NodeKind::from_owner(parent.stat.ephemeral_owner),
+            NodeKind::Ephemeral(_)
+        ) {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        let owner = match (op, ttl_owner) {
+            (OpCode::CreateContainer, _) => corral_store::CONTAINER_OWNER,
+            (OpCode::CreateTtl, Some(o)) => o,
+            _ if mode.is_ephemeral() => self.session_id,
+            _ => 0,
+        };
+        let parent_cversion = parent.stat.cversion.wrapping_add(1);
+        parent.stat.cversion = parent_cversion;
+        parent.stat.num_children += 1;
+        parent.stat.pzxid = self.zxid;
+        let parent_key = corral_store::parent(&path).to_string();
+        self.put(&parent_key, Some(parent));
+        let stat = Stat {
+            czxid: self.zxid,
+            mzxid: self.zxid,
+            ctime: self.time_ms,
+            mtime: self.time_ms,
+            ephemeral_owner: owner,
+            data_length: c.data.len() as i32,
+            pzxid: self.zxid,
+            ..Stat::default()
+        };
+        let acl_arc: Arc<[Acl]> = acl.clone().into();
+        self.put(&path, Some(Rec { stat, acl: acl_arc }));
+        if owner == self.session_id && owner != 0 {
+            self.pending
+                .ephemerals
+                .entry(owner)
+                .or_default()
+                .push(path.clone());
+        }
+        Ok(Txn::Create {
+            path,
+            data: c.data.clone(),
+            acl,
+            ephemeral_owner: owner,
+            parent_cversion,
+        })
+    }
+
+    fn remove_node(&mut self, path: &str) -> PrepResult<()> {
+        let parent_key = corral_store::parent(path).to_string();
+        let mut parent = self.get(&parent_key)?;
+        parent.stat.num_children -= 1;
+        parent.stat.pzxid = self.zxid;
+        self.put(&parent_key, Some(parent));
+        self.put(path, None);
+        Ok(())
+    }
+
+    fn delete(&mut self, d: &DeleteRequest) -> PrepResult<Txn> {
+        let parent_path = parent_of(&d.path)?;
+        if is_special(&d.path) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = self.get(if parent_path.is_empty() {
+            "/"
+        } else {
+            parent_path
+        })?;
+        self.check_acl(&parent.acl, perms::DELETE)?;
+        let node = self.get(&d.path)?;
+        check_version(node.stat.version, d.version)?;
+        if node.stat.num_children > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        self.remove_node(&d.path)?;
+        Ok(Txn::Delete {
+            path: d.path.clone(),
+        })
+    }
+
+    fn delete_container(&mut self, path: &str) -> PrepResult<Txn> {
+        parent_of(path)?;
+        if is_special(path) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let node = self.get(path)?;
+        if node.stat.num_children > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        if matches!(
+            NodeKind::from_owner(node.stat.ephemeral_owner),
+            NodeKind::Ephemeral(_)
+        ) {
+            return Err(ErrorCode::BadVersion);
+        }
+        self.remove_node(path)?;
+        Ok(Txn::Delete {
+            path: path.to_string(),
+        })
+    }
+
+    fn set_data(&mut self, s: &SetDataRequest) -> PrepResult<Txn> {
+        validate(&s.path)?;
+        let mut node = self.get(&s.path)?;
+        self.check_acl(&node.acl, perms::WRITE)?;
+        let version = check_version(node.stat.version, s.version)?;
+        node.stat.version = version;
+        node.stat.mzxid = self.zxid;
+        node.stat.mtime = self.time_ms;
+        node.stat.data_length = s.data.len() as i32;
+        self.put(&s.path, Some(node));
+        Ok(Txn::SetData {
+            path: s.path.clone(),
+            data: s.data.clone(),
+            version,
+        })
+    }
+
+    fn set_acl(&mut self, s: &SetAclRequest) -> PrepResult<Txn> {
+        validate(&s.path)?;
+        let acl = corral_auth::fixup_acl(&s.acl, self.principals).map_err(|e| e.code())?;
+        let mut node = self.get(&s.path)?;
+        self.check_acl(&node.acl, perms::ADMIN)?;
+        let version = check_version(node.stat.aversion, s.version)?;
+        node.stat.aversion = version;
+        node.acl = acl.clone().into();
+        self.put(&s.path, Some(node));
+        Ok(Txn::SetAcl {
+            path: s.path.clone(),
+            acl,
+            version,
+        })
+    }
+
+    fn check(&mut self, c: &CheckVersionRequest) -> PrepResult<Txn> {
+        validate(&c.path)?;
+        let node = self.get(&c.path)?;
+        self.check_acl(&node.acl, perms::READ)?;
+        check_version(node.stat.version, c.version)?;
+        Ok(Txn::Check {
+            path: c.path.clone(),
+            version: c.version,
+        })
+    }
+
+    /// Multi: every op is prepped in order against the overlay; on the first
+    /// failure the overlay is rolled back and the rest become RuntimeInconsistency.
+    fn multi(&mut self, ops: &[MultiOp]) -> Txn {
+        let saved = self.pending.clone();
+        let mut txns = Vec::with_capacity(ops.len());
+        let mut failed = false;
+        for op in ops {
+            if failed {
+                txns.push(Txn::Error(ErrorCode::RuntimeInconsistency.code()));
+                continue;
+            }
+            let r = match op {
+                MultiOp::Create(code, c) => self.create(*code, c),
+                MultiOp::Delete(d) => self.delete(d),
+                MultiOp::SetData(s) => self.set_data(s),
+                MultiOp::Check(c) => self.check(c),
+                // A read inside a write multi: ZooKeeper refuses the whole request.
+                MultiOp::GetData(_) | MultiOp::GetChildren(_) => Err(ErrorCode::BadArguments),
+            };
+            match r {
+                Ok(t) => txns.push(t),
+                Err(e) => {
+                    failed = true;
+                    *self.pending = saved.clone();
+                    txns.push(Txn::Error(e.code()));
+                }
+            }
+        }
+        Txn::Multi(txns)
+    }
+
+    /// closeSession: hides the session's ephemerals (applied and pending).
+    pub fn close_session(&mut self, session_id: i64) -> Txn {
+        let mut paths = self.tree.ephemerals(session_id);
+        if let Some(p) = self.pending.ephemerals.remove(&session_id) {
+            paths.extend(p);
+        }
+        paths.sort();
+        paths.dedup();
+        for p in paths {
+            if let Ok(rec) = self.get(&p) {
+                if rec.stat.ephemeral_owner == session_id {
+                    let _ = self.remove_node(&p);
+                }
+            }
+        }
+        Txn::CloseSession
+    }
+}
+
+/// ZooKeeper's TTL rules: TTL modes need a TTL in range; other modes must not carry one.
+fn validate_ttl(mode: CreateMode, ttl: i64) -> PrepResult<Option<i64>> {
+    if mode.is_ttl() {
+        corral_store::ttl_owner(ttl)
+            .map(Some)
+            .ok_or(ErrorCode::BadArguments)
+    } else if ttl >= 0 {
+        Err(ErrorCode::BadArguments)
+    } else {
+        Ok(None)
+    }
+}

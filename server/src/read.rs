@@ -1,0 +1,252 @@
+//! Reads run against the local tree: no network hop, on every role. A watch
+//! is registered while the tree read lock is held, so no change can slip
+//! between the read and its watch.
+
+use corral_auth::Principal;
+use corral_proto::opcode::{add_watch_mode, perms};
+use corral_proto::{ErrorCode, MultiOp, MultiResult, Request, Response};
+use corral_store::DataTree;
+
+use crate::state::Shared;
+use crate::watch::{ConnId, WatchKind};
+
+type ReadResult = Result<Response, ErrorCode>;
+
+/// One read in the context of a connection.
+pub struct ReadCtx<'a> {
+    pub shared: &'a Shared,
+    pub conn: ConnId,
+    pub session_id: i64,
+    pub principals: &'a [Principal],
+}
+
+fn allowed(acl: &[corral_proto::Acl], perm: i32, principals: &[Principal]) -> bool {
+    corral_auth::check(acl, perm, principals)
+}
+
+impl ReadCtx<'_> {
+    /// Executes a read request; returns (zxid for the header, result).
+    pub fn run(&self, req: &Request) -> (i64, ReadResult) {
+        let Ok(tree) = self.shared.tree.read() else {
+            return (0, Err(ErrorCode::SystemError));
+        };
+        let zxid = tree.last_zxid();
+        let r = match req {
+            Request::Exists(p) => self.exists(&tree, &p.path, p.watch),
+            Request::GetData(p) => self.get_data(&tree, &p.path, p.watch),
+            Request::GetChildren(p) => self
+                .children(&tree, &p.path, p.watch)
+                .map(|(c, _)| Response::Children(c)),
+            Request::GetChildren2(p) => self
+                .children(&tree, &p.path, p.watch)
+                .map(|(c, s)| Response::Children2(c, s)),
+            Request::GetAcl(p) => self.get_acl(&tree, p),
+            Request::GetAllChildrenNumber(p) => self.all_children_number(&tree, p),
+            Request::GetEphemerals(prefix) => Ok(self.ephemerals(&tree, prefix)),
+            Request::MultiRead(ops) => Ok(self.multi_read(&tree, ops)),
+            Request::Sync(p) => Ok(Response::Path(p.clone())),
+            Request::AddWatch(a) => self.add_watch(&a.path, a.mode),
+            Request::WhoAmI => Ok(Response::WhoAmI(corral_auth::client_info(self.principals))),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        (zxid, r)
+    }
+
+    fn watch(&self, path: &str, kind: WatchKind) {
+        if let Ok(mut w) = self.shared.watches.lock() {
+            w.add(self.conn, path, kind);
+        }
+    }
+
+    fn exists(&self, tree: &DataTree, path: &str, watch: bool) -> ReadResult {
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        let node = tree.get(path);
+        if let Some(n) = node {
+            if !allowed(&n.acl, perms::READ, self.principals) {
+                return Err(ErrorCode::NoAuth);
+            }
+        }
+        if watch {
+            self.watch(path, WatchKind::Data);
+        }
+        match node {
+            Some(n) => Ok(Response::Stat(n.stat)),
+            None => Err(ErrorCode::NoNode),
+        }
+    }
+
+    fn get_data(&self, tree: &DataTree, path: &str, watch: bool) -> ReadResult {
+        let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        if !allowed(&n.acl, perms::READ, self.principals) {
+            return Err(ErrorCode::NoAuth);
+        }
+        if watch {
+            self.watch(path, WatchKind::Data);
+        }
+        Ok(Response::Data(n.data.clone(), n.stat))
+    }
+
+    fn children(
+        &self,
+        tree: &DataTree,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Vec<String>, corral_proto::Stat), ErrorCode> {
+        let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        if !allowed(&n.acl, perms::READ, self.principals) {
+            return Err(ErrorCode::NoAuth);
+        }
+        let stat = n.stat;
+        let children = tree.children(path).unwrap_or_default();
+        if watch {
+            self.watch(path, WatchKind::Child);
+        }
+        Ok((children, stat))
+    }
+
+    /// getACL needs READ or ADMIN; without ADMIN digest hashes are masked, as ZooKeeper does.
+    fn get_acl(&self, tree: &DataTree, path: &str) -> ReadResult {
+        let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        if !allowed(&n.acl, perms::READ, self.principals)
+            && !allowed(&n.acl, perms::ADMIN, self.principals)
+        {
+            return Err(ErrorCode::NoAuth);
+        }
+        let mut acl: Vec<corral_proto::Acl> = n.acl.to_vec();
+        if !allowed(&n.acl, perms::ADMIN, self.principals) {
+            for a in &mut acl {
+                if a.id.scheme == "digest" {
+                    if let Some((user, _)) = a.id.id.split_once(':') {
+                        a.id.id = format!("{user}:x");
+                    }
+                }
+            }
+        }
+        Ok(Response::Acl(acl, n.stat))
+    }
+
+    fn all_children_number(&self, tree: &DataTree, path: &str) -> ReadResult {
+        let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        if !allowed(&n.acl, perms::READ, self.principals) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(Response::Number(
+            tree.descendant_count(path).unwrap_or(0) as i32
+        ))
+    }
+
+    fn ephemerals(&self, tree: &DataTree, prefix: &str) -> Response {
+        let all = tree.ephemerals(self.session_id);
+        let p = prefix.trim();
+        let list = if p.is_empty() || p == "/" {
+            all
+        } else {
+            all.into_iter().filter(|e| e.starts_with(prefix)).collect()
+        };
+        Response::Strings(list)
+    }
+
+    fn multi_read(&self, tree: &DataTree, ops: &[MultiOp]) -> Response {
+        let results = ops
+            .iter()
+            .map(|op| match op {
+                MultiOp::GetData(p) => match self.get_data(tree, p, false) {
+                    Ok(Response::Data(d, s)) => MultiResult::GetData(d, s),
+                    Ok(_) => MultiResult::Error(ErrorCode::SystemError.code()),
+                    Err(e) => MultiResult::Error(e.code()),
+                },
+                MultiOp::GetChildren(p) => match self.children(tree, p, false) {
+                    Ok((c, _)) => MultiResult::GetChildren(c),
+                    Err(e) => MultiResult::Error(e.code()),
+                },
+                _ => MultiResult::Error(ErrorCode::BadArguments.code()),
+            })
+            .collect();
+        Response::Multi(results)
+    }
+
+    /// addWatch replies with an ErrorResponse(0) body, as ZooKeeper does.
+    fn add_watch(&self, path: &str, mode: i32) -> ReadResult {
+        let kind = match mode {
+            add_watch_mode::PERSISTENT => WatchKind::Persistent,
+            add_watch_mode::PERSISTENT_RECURSIVE => WatchKind::PersistentRecursive,
+            _ => return Err(ErrorCode::BadArguments),
+        };
+        self.watch(path, kind);
+        Ok(Response::Number(0))
+    }
+}
+
+/// setWatches: re-arms watches after a reconnect, firing what the client missed since `relative_zxid`.
+pub fn set_watches(
+    shared: &Shared,
+    conn: ConnId,
+    sw: &corral_proto::request::SetWatches,
+) -> Vec<corral_proto::WatcherEvent> {
+    use corral_proto::opcode::{event_type, keeper_state};
+    let mut events = Vec::new();
+    let Ok(tree) = shared.tree.read() else {
+        return events;
+    };
+    let Ok(mut w) = shared.watches.lock() else {
+        return events;
+    };
+    let ev = |t: i32, p: &str| corral_proto::WatcherEvent {
+        event_type: t,
+        state: keeper_state::SYNC_CONNECTED,
+        path: p.to_string(),
+    };
+    let rz = sw.relative_zxid;
+    for p in &sw.data_watches {
+        match tree.get(p) {
+            None => events.push(ev(event_type::NODE_DELETED, p)),
+            Some(n) if n.stat.mzxid > rz => events.push(ev(event_type::NODE_DATA_CHANGED, p)),
+            Some(_) => w.add(conn, p, WatchKind::Data),
+        }
+    }
+    for p in &sw.exist_watches {
+        match tree.get(p) {
+            Some(_) => events.push(ev(event_type::NODE_CREATED, p)),
+            None => w.add(conn, p, WatchKind::Data),
+        }
+    }
+    for p in &sw.child_watches {
+        match tree.get(p) {
+            None => events.push(ev(event_type::NODE_DELETED, p)),
+            Some(n) if n.stat.pzxid > rz => events.push(ev(event_type::NODE_CHILDREN_CHANGED, p)),
+            Some(_) => w.add(conn, p, WatchKind::Child),
+        }
+    }
+    for p in &sw.persistent_watches {
+        w.add(conn, p, WatchKind::Persistent);
+    }
+    for p in &sw.persistent_recursive_watches {
+        w.add(conn, p, WatchKind::PersistentRecursive);
+    }
+    events
+}
+
+/// checkWatches / removeWatches against this connection's watches.
+pub fn watches_op(
+    shared: &Shared,
+    conn: ConnId,
+    path: &str,
+    wtype: i32,
+    remove: bool,
+) -> Result<(), ErrorCode> {
+    let Ok(mut w) = shared.watches.lock() else {
+        return Err(ErrorCode::SystemError);
+    };
+    let hit = if remove {
+        w.remove(conn, path, wtype)
+    } else {
+        w.contains(conn, path, wtype)
+    };
+    if hit {
+        Ok(())
+    } else {
+        Err(ErrorCode::NoWatcher)
+    }
+}

@@ -1,0 +1,185 @@
+//! The state one node shares between its connections and its commit path.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use corral_auth::{Principal, SuperUsers};
+use corral_store::DataTree;
+use tokio::sync::mpsc;
+
+use crate::session::SessionTracker;
+use crate::watch::{ConnId, WatchManager};
+
+/// Everything the server needs to know, already validated by the caller.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub server_id: u64,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub tick_time_ms: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    /// Per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub max_frame_bytes: usize,
+    /// Whitelisted four-letter words; "*" allows all.
+    pub four_letter_words: Vec<String>,
+    pub ttl_nodes_enabled: bool,
+    pub container_check_interval_ms: u64,
+    pub snap_count: u64,
+    pub snap_retain_count: usize,
+    pub max_batch: usize,
+    pub max_outstanding_per_session: usize,
+    /// Watch events queued to one connection before it is dropped as too slow.
+    pub max_queued_events: usize,
+}
+
+impl ServerOptions {
+    /// Defaults for a single node on loopback (tests, `corral serve` with no config).
+    pub fn standalone(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServerOptions {
+            server_id: 1,
+            listen,
+            log_dir: data_dir.clone(),
+            data_dir,
+            tick_time_ms: 2000,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            max_client_cnxns: 60,
+            max_frame_bytes: corral_proto::frame::DEFAULT_MAX_FRAME,
+            four_letter_words: vec!["*".into()],
+            ttl_nodes_enabled: true,
+            container_check_interval_ms: 60_000,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            max_batch: 1000,
+            max_outstanding_per_session: 1000,
+            max_queued_events: 100_000,
+        }
+    }
+
+    pub fn four_letter_allowed(&self, word: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == word)
+    }
+}
+
+/// What the commit path pushes to a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A ready frame (watch event).
+    Frame(Vec<u8>),
+    /// Close the connection (session expired or closed elsewhere).
+    Close,
+}
+
+/// A connected client, as the rest of the node sees it.
+pub struct ConnHandle {
+    pub session_id: i64,
+    pub remote: SocketAddr,
+    pub principals: Mutex<Arc<Vec<Principal>>>,
+    pub tx: mpsc::Sender<Outbound>,
+    pub connected_at: Instant,
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub last_zxid: AtomicI64,
+}
+
+impl ConnHandle {
+    pub fn principals(&self) -> Arc<Vec<Principal>> {
+        self.principals
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Counters for the four-letter words and metrics.
+#[derive(Default)]
+pub struct Stats {
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub latency_total_us: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_max_us: AtomicU64,
+    pub latency_min_us: AtomicU64,
+    pub outstanding: AtomicI64,
+    pub fsyncs: AtomicU64,
+    pub txns_committed: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub malformed_frames: AtomicU64,
+}
+
+impl Stats {
+    pub fn record_latency(&self, us: u64) {
+        self.latency_total_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+        let min = self.latency_min_us.load(Ordering::Relaxed);
+        if min == 0 || us < min {
+            self.latency_min_us.store(us.max(1), Ordering::Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for a in [
+            &self.packets_received,
+            &self.packets_sent,
+            &self.latency_total_us,
+            &self.latency_count,
+            &self.latency_max_us,
+            &self.latency_min_us,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The node's shared state. Lock order: tree, then watches, then conns,
+/// then tracker. The commit path holds the tree write lock while it fires
+/// watches, so a read that sees new data runs after the event was queued.
+pub struct Shared {
+    pub opts: ServerOptions,
+    pub tree: Arc<RwLock<DataTree>>,
+    pub watches: Mutex<WatchManager>,
+    pub conns: Mutex<HashMap<ConnId, Arc<ConnHandle>>>,
+    pub session_conn: Mutex<HashMap<i64, ConnId>>,
+    pub tracker: Mutex<SessionTracker>,
+    pub supers: SuperUsers,
+    pub ip_counts: Mutex<HashMap<IpAddr, u32>>,
+    pub stats: Stats,
+    pub next_conn_id: AtomicU64,
+    pub started: Instant,
+    /// Milliseconds since `started`, as the node's monotonic clock.
+    pub epoch_ms: u64,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn conn(&self, id: ConnId) -> Option<Arc<ConnHandle>> {
+        self.conns.lock().ok()?.get(&id).cloned()
+    }
+
+    pub fn conn_of_session(&self, session_id: i64) -> Option<ConnId> {
+        self.session_conn.lock().ok()?.get(&session_id).copied()
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.tree.read().map(|t| t.last_zxid()).unwrap_or(0)
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (ctime/mtime of znodes).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
