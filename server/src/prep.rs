@@ -18,11 +18,14 @@ use corral_proto::request::{
 use corral_proto::{Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request, Stat};
 use corral_store::{DataTree, NodeKind, Txn};
 
-/// What prep knows of a node: its stat (with the live child count) and ACL.
+/// What prep knows of a node: its stat (with the live child count), its ACL,
+/// and the persisted cversion (the number of child creates, which drives
+/// sequence numbers; clients see `2 * persisted - numChildren`).
 #[derive(Clone, Debug)]
 struct Rec {
     stat: Stat,
     acl: Arc<[Acl]>,
+    cversion: i32,
 }
 
 /// Changes of prepped-but-unapplied txns, keyed by path (`None` = deleted).
@@ -54,6 +57,7 @@ impl Pending {
             None => tree.get(path).map(|n| Rec {
                 stat: n.stat,
                 acl: n.acl.clone(),
+                cversion: n.persisted_cversion(),
             }),
         }
     }
@@ -166,7 +170,7 @@ impl<'a> Prep<'a> {
         })?;
         self.check_acl(&parent.acl, perms::CREATE)?;
         let path = if mode.is_sequential() {
-            format!("{}{:010}", c.path, parent.stat.cversion)
+            format!("{}{:010}", c.path, parent.cversion)
         } else {
             c.path.clone()
         };
@@ -186,8 +190,8 @@ impl<'a> Prep<'a> {
             _ if mode.is_ephemeral() => self.session_id,
             _ => 0,
         };
-        let parent_cversion = parent.stat.cversion.wrapping_add(1);
-        parent.stat.cversion = parent_cversion;
+        let parent_cversion = parent.cversion.wrapping_add(1);
+        parent.cversion = parent_cversion;
         parent.stat.num_children += 1;
         parent.stat.pzxid = self.zxid;
         let parent_key = corral_store::parent(&path).to_string();
@@ -203,7 +207,14 @@ impl<'a> Prep<'a> {
             ..Stat::default()
         };
         let acl_arc: Arc<[Acl]> = acl.clone().into();
-        self.put(&path, Some(Rec { stat, acl: acl_arc }));
+        self.put(
+            &path,
+            Some(Rec {
+                stat,
+                acl: acl_arc,
+                cversion: 0,
+            }),
+        );
         if owner == self.session_id && owner != 0 {
             self.pending
                 .ephemerals

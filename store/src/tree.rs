@@ -1,0 +1,883 @@
+//! The `DataTree`: znodes, sessions, and the deterministic `apply` of txns.
+//!
+//! Znodes live in an arena (`Vec<Option<Node>>`) addressed by `u32`; a node
+//! keeps only its children's names (`name -> index`), never its own path, so a
+//! path is stored once (as the name under its parent). Lookups walk the path
+//! segment by segment from the root.
+//!
+//! `apply` follows ZooKeeper 3.8's `DataTree.processTxn`, including the rules
+//! that make replay over a fuzzy snapshot converge:
+//! - a create that finds the node already there still raises the parent's
+//!   cversion/pzxid (if the txn's value is greater) and reports `NodeExists`;
+//! - a delete raises the parent's pzxid (if greater) even when the node is
+//!   already gone, and reports `NoNode`;
+//! - a delete that finds children (only possible in replay: the snapshot
+//!   caught a later incarnation) removes the whole subtree; the later creates
+//!   in the log rebuild it;
+//! - a `CloseSession` deletes what the session owned *according to the log*:
+//!   a snapshot records each session's ephemeral paths at its start, and
+//!   paths it then missed (or caught re-created by another owner) are kept as
+//!   replay-only "ghosts" so the close still deletes them / raises their
+//!   parents' pzxid, as ZooKeeper's explicit `CloseSessionTxn` paths do.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use corral_proto::opcode::perms;
+use corral_proto::{Acl, ErrorCode, Stat};
+
+use crate::digest;
+use crate::node::{Node, NodeKind};
+use crate::path::{join, name, parent, validate_path};
+use crate::txn::{Txn, TxnHeader};
+
+const ROOT: u32 = 0;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub timeout_ms: i32,
+    pub passwd: Vec<u8>,
+}
+
+/// What a watch on a path should hear about. `Deleted` fires both data and
+/// child watches on the path (as ZooKeeper does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TriggerKind {
+    Created,
+    Deleted,
+    DataChanged,
+    ChildrenChanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub path: String,
+    pub kind: TriggerKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created {
+        path: String,
+        stat: Stat,
+    },
+    Deleted,
+    SetData {
+        stat: Stat,
+    },
+    SetAcl {
+        stat: Stat,
+    },
+    Checked,
+    SessionCreated,
+    SessionClosed {
+        deleted: Vec<String>,
+    },
+    /// `Txn::Error`, or a replayed txn that found the tree already changed.
+    Error(i32),
+    Multi(Vec<Outcome>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub triggers: Vec<Trigger>,
+}
+
+/// The persisted fields of a znode, as snapshots carry them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PersistedStat {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub owner: i64,
+    pub pzxid: i64,
+}
+
+impl PersistedStat {
+    pub(crate) fn of(n: &Node) -> Self {
+        PersistedStat {
+            czxid: n.stat.czxid,
+            mzxid: n.stat.mzxid,
+            ctime: n.stat.ctime,
+            mtime: n.stat.mtime,
+            version: n.stat.version,
+            cversion: n.cversion,
+            aversion: n.stat.aversion,
+            owner: n.owner,
+            pzxid: n.stat.pzxid,
+        }
+    }
+
+    fn install(&self, n: &mut Node) {
+        n.stat.czxid = self.czxid;
+        n.stat.mzxid = self.mzxid;
+        n.stat.ctime = self.ctime;
+        n.stat.mtime = self.mtime;
+        n.stat.version = self.version;
+        n.stat.aversion = self.aversion;
+        n.stat.pzxid = self.pzxid;
+        n.cversion = self.cversion;
+        n.owner = self.owner;
+        n.refresh_stat();
+    }
+}
+
+pub struct DataTree {
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    acls: HashSet<Arc<[Acl]>>,
+    ephemerals: BTreeMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    sessions: BTreeMap<i64, SessionEntry>,
+    /// Replay-only ownership overrides: path -> the session that owns it per
+    /// the log, where the node loaded from a fuzzy snapshot is missing or is a
+    /// later incarnation with another owner. A replayed `CloseSession` must
+    /// delete exactly what the session owned at that zxid (ZooKeeper's
+    /// `CloseSessionTxn` lists the paths for the same reason), else txns meant
+    /// for the old incarnation stick to the new one. Empty outside replay and
+    /// once replay has caught up; not part of the digest.
+    ghosts: BTreeMap<String, i64>,
+    node_count: usize,
+    data_size: u64,
+    last_zxid: i64,
+    digest: u64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for DataTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataTree")
+            .field("nodes", &self.node_count)
+            .field("sessions", &self.sessions.len())
+            .field("last_zxid", &format_args!("{:#x}", self.last_zxid))
+            .field("digest", &format_args!("{:#018x}", self.digest))
+            .finish()
+    }
+}
+
+/// ZooKeeper's `approximateDataSize` term for one node. The root is in
+/// ZooKeeper's map twice (as "" and "/"), hence `1 + 2 * data`.
+fn size_term(path: &str, data_len: usize) -> u64 {
+    if path == "/" {
+        1 + 2 * data_len as u64
+    } else {
+        path.encode_utf16().count() as u64 + data_len as u64
+    }
+}
+
+fn err(code: ErrorCode) -> Outcome {
+    Outcome::Error(code.code())
+}
+
+impl DataTree {
+    /// A fresh tree as standalone ZooKeeper 3.8 starts: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` (world:anyone ALL) and `/zookeeper/config`
+    /// (world:anyone READ, aversion -1), all with zero stats. The client
+    /// cversion of `/` is -1 and of `/zookeeper` -2 (ZooKeeper's
+    /// `2 * cversion - numChildren` with no recorded creates).
+    pub fn new() -> Self {
+        let mut t = Self::empty_root();
+        let open = t.intern(Acl::open_unsafe());
+        let read = t.intern(vec![Acl::new(perms::READ, "world", "anyone")]);
+        let zk = t.attach(
+            ROOT,
+            "zookeeper",
+            Node::new(Vec::new(), open.clone(), 0, 0, 0),
+        );
+        t.attach(zk, "quota", Node::new(Vec::new(), open, 0, 0, 0));
+        let config = t.attach(zk, "config", Node::new(Vec::new(), read, 0, 0, 0));
+        t.node_mut(config).stat.aversion = -1;
+        t.finish_load(0);
+        t
+    }
+
+    /// Only the root, with zero stats and an open ACL; for snapshot loading.
+    pub(crate) fn empty_root() -> Self {
+        let mut t = DataTree {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            acls: HashSet::new(),
+            ephemerals: BTreeMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+            ghosts: BTreeMap::new(),
+            node_count: 1,
+            data_size: 0,
+            last_zxid: 0,
+            digest: 0,
+        };
+        let open = t.intern(Acl::open_unsafe());
+        t.nodes.push(Some(Node::new(Vec::new(), open, 0, 0, 0)));
+        t
+    }
+
+    // ---- reads ----
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.lookup(path).map(|i| self.node(i))
+    }
+
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.get(path).map(|n| n.stat)
+    }
+
+    /// Child names in byte order.
+    pub fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.get(path).map(|n| {
+            n.children
+                .as_ref()
+                .map(|c| c.keys().map(|k| k.to_string()).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn child_count(&self, path: &str) -> Option<usize> {
+        self.get(path).map(Node::num_children)
+    }
+
+    /// ZooKeeper's `getAllChildrenNumber`: every node below `path` (for `/`
+    /// that includes the `/zookeeper` subtree), not counting `path`.
+    pub fn descendant_count(&self, path: &str) -> Option<usize> {
+        let idx = self.lookup(path)?;
+        if idx == ROOT {
+            return Some(self.node_count - 1);
+        }
+        let mut count = 0;
+        let mut stack = vec![idx];
+        while let Some(i) = stack.pop() {
+            if let Some(c) = &self.node(i).children {
+                count += c.len();
+                stack.extend(c.values().copied());
+            }
+        }
+        Some(count)
+    }
+
+    /// The session's ephemeral paths, sorted.
+    pub fn ephemerals(&self, session_id: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn all_ephemerals(&self) -> BTreeMap<i64, Vec<String>> {
+        self.ephemerals
+            .iter()
+            .map(|(k, v)| (*k, v.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// ZooKeeper's `ContainerManager` rule: containers with no children that
+    /// have had at least one (persisted cversion > 0). Sorted.
+    pub fn container_candidates(&self) -> Vec<String> {
+        self.containers
+            .iter()
+            .filter(|p| {
+                self.get(p)
+                    .is_some_and(|n| n.num_children() == 0 && n.cversion > 0)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// TTL nodes with no children whose `now - mtime > ttl` (ZooKeeper rule). Sorted.
+    pub fn ttl_candidates(&self, now_ms: i64) -> Vec<String> {
+        self.ttls
+            .iter()
+            .filter(|p| {
+                self.get(p).is_some_and(|n| match n.kind() {
+                    NodeKind::Ttl(ttl) => {
+                        n.num_children() == 0
+                            && ttl != 0
+                            && now_ms.saturating_sub(n.stat.mtime) > ttl
+                    }
+                    _ => false,
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn sessions(&self) -> &BTreeMap<i64, SessionEntry> {
+        &self.sessions
+    }
+
+    /// Number of znodes including `/`. ZooKeeper's `zk_znode_count` (mntr) is
+    /// one more: its map holds the root under both "" and "/".
+    pub fn node_count(&self) -> usize {
+        self.node_count
+    }
+
+    /// ZooKeeper's `approximateDataSize`: path lengths (UTF-16 units) plus data
+    /// lengths over its node map (where the root appears as "" and "/").
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Order-independent digest of every node's path, data, ACL and persisted
+    /// stat, plus the session table. Maintained incrementally; O(1).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest computed from scratch (for tests and consistency checks).
+    pub fn recompute_digest(&self) -> u64 {
+        let mut d = 0u64;
+        self.for_each_node(|path, n| d = d.wrapping_add(Self::node_digest(path, n)));
+        for (id, s) in &self.sessions {
+            d = d.wrapping_add(digest::session_part(*id, s.timeout_ms, &s.passwd));
+        }
+        d
+    }
+
+    /// Visits every node depth-first, parents before children, siblings in
+    /// byte order.
+    pub fn for_each_node(&self, mut f: impl FnMut(&str, &Node)) {
+        let mut stack = vec![("/".to_string(), ROOT)];
+        while let Some((path, idx)) = stack.pop() {
+            let n = self.node(idx);
+            f(&path, n);
+            if let Some(c) = &n.children {
+                for (name, &ci) in c.iter().rev() {
+                    stack.push((join(&path, name), ci));
+                }
+            }
+        }
+    }
+
+    // ---- apply ----
+
+    /// Applies one txn deterministically and sets `last_zxid = hdr.zxid`.
+    ///
+    /// Panics unless `hdr.zxid > last_zxid()`: applying out of order is a
+    /// programmer error. Replay after loading a snapshot needs no exception,
+    /// because a loaded tree's `last_zxid` is the snapshot's start zxid and
+    /// replay starts after it; txns the fuzzy snapshot already contains are
+    /// absorbed by the idempotent rules (see the module docs).
+    pub fn apply(&mut self, hdr: &TxnHeader, txn: &Txn) -> Applied {
+        assert!(
+            hdr.zxid > self.last_zxid,
+            "txn zxid {:#x} applied after {:#x}",
+            hdr.zxid,
+            self.last_zxid
+        );
+        let mut triggers = Vec::new();
+        let outcome = match txn {
+            Txn::Multi(subs) => self.apply_multi(hdr, subs, &mut triggers),
+            t => self.apply_one(hdr, t, &mut triggers),
+        };
+        self.last_zxid = hdr.zxid;
+        Applied { outcome, triggers }
+    }
+
+    fn apply_multi(
+        &mut self,
+        hdr: &TxnHeader,
+        subs: &[Txn],
+        triggers: &mut Vec<Trigger>,
+    ) -> Outcome {
+        let failed = subs
+            .iter()
+            .any(|t| matches!(t, Txn::Error(_) | Txn::Multi(_)));
+        if !failed {
+            return Outcome::Multi(
+                subs.iter()
+                    .map(|t| self.apply_one(hdr, t, triggers))
+                    .collect(),
+            );
+        }
+        // ZooKeeper: ops before the first error report 0, error ops their own
+        // code, later ops RuntimeInconsistency; nothing is applied.
+        let mut seen = false;
+        Outcome::Multi(
+            subs.iter()
+                .map(|t| match t {
+                    Txn::Error(code) => {
+                        seen = true;
+                        Outcome::Error(*code)
+                    }
+                    Txn::Multi(_) => {
+                        seen = true;
+                        err(ErrorCode::RuntimeInconsistency)
+                    }
+                    _ if seen => err(ErrorCode::RuntimeInconsistency),
+                    _ => err(ErrorCode::Ok),
+                })
+                .collect(),
+        )
+    }
+
+    fn apply_one(&mut self, hdr: &TxnHeader, txn: &Txn, triggers: &mut Vec<Trigger>) -> Outcome {
+        match txn {
+            Txn::CreateSession { timeout_ms, passwd } => {
+                self.put_session(
+                    hdr.session_id,
+                    SessionEntry {
+                        timeout_ms: *timeout_ms,
+                        passwd: passwd.clone(),
+                    },
+                );
+                Outcome::SessionCreated
+            }
+            Txn::CloseSession => {
+                let mut deleted = Vec::new();
+                let mut paths = self.ephemerals(hdr.session_id);
+                if !self.ghosts.is_empty() {
+                    let sid = hdr.session_id;
+                    paths.extend(
+                        self.ghosts
+                            .iter()
+                            .filter(|g| *g.1 == sid)
+                            .map(|g| g.0.clone()),
+                    );
+                    paths.sort_unstable();
+                    paths.dedup();
+                }
+                for path in paths {
+                    if self.delete(hdr.zxid, &path, triggers) == Outcome::Deleted {
+                        deleted.push(path);
+                    }
+                }
+                self.remove_session(hdr.session_id);
+                Outcome::SessionClosed { deleted }
+            }
+            Txn::Create {
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+                parent_cversion,
+            } => self.create(
+                hdr,
+                path,
+                data,
+                acl,
+                *ephemeral_owner,
+                *parent_cversion,
+                triggers,
+            ),
+            Txn::Delete { path } => self.delete(hdr.zxid, path, triggers),
+            Txn::SetData {
+                path,
+                data,
+                version,
+            } => self.set_data(hdr, path, data, *version, triggers),
+            Txn::SetAcl { path, acl, version } => self.set_acl(path, acl, *version),
+            Txn::Check { .. } => Outcome::Checked,
+            Txn::Error(code) => Outcome::Error(*code),
+            Txn::Multi(_) => err(ErrorCode::RuntimeInconsistency),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        hdr: &TxnHeader,
+        path: &str,
+        data: &[u8],
+        acl: &[Acl],
+        owner: i64,
+        parent_cversion: i32,
+        triggers: &mut Vec<Trigger>,
+    ) -> Outcome {
+        if path == "/" || validate_path(path, false).is_err() {
+            return err(ErrorCode::BadArguments);
+        }
+        let (ppath, cname) = (parent(path), name(path));
+        let Some(pidx) = self.lookup(ppath) else {
+            return err(ErrorCode::NoNode);
+        };
+        let exists = self.child_of(pidx, cname).is_some();
+        let zxid = hdr.zxid;
+        let acl = self.intern(acl.to_vec());
+        let node = Node::new(data.to_vec(), acl, owner, zxid, hdr.time_ms);
+        if exists {
+            if let NodeKind::Ephemeral(sid) = NodeKind::from_owner(owner) {
+                if self.get(path).is_some_and(|n| n.owner != owner) {
+                    self.ghosts.insert(path.to_string(), sid);
+                }
+            }
+            self.release(node.acl);
+            self.update_meta(pidx, ppath, |p| raise_cversion(p, parent_cversion, zxid));
+            return err(ErrorCode::NodeExists);
+        }
+        if !self.ghosts.is_empty() {
+            self.ghosts.remove(path);
+        }
+        let stat = node.stat;
+        self.digest = self.digest.wrapping_add(Self::node_digest(path, &node));
+        self.data_size += size_term(path, data.len());
+        let cidx = self.alloc(node);
+        self.update_meta(pidx, ppath, |p| {
+            raise_cversion(p, parent_cversion, zxid);
+            p.children
+                .get_or_insert_with(Default::default)
+                .insert(cname.into(), cidx);
+        });
+        self.register(path, owner);
+        triggers.push(Trigger {
+            path: path.to_string(),
+            kind: TriggerKind::Created,
+        });
+        triggers.push(Trigger {
+            path: ppath.to_string(),
+            kind: TriggerKind::ChildrenChanged,
+        });
+        Outcome::Created {
+            path: path.to_string(),
+            stat,
+        }
+    }
+
+    fn delete(&mut self, zxid: i64, path: &str, triggers: &mut Vec<Trigger>) -> Outcome {
+        if path == "/" || validate_path(path, false).is_err() {
+            return err(ErrorCode::BadArguments);
+        }
+        if !self.ghosts.is_empty() {
+            self.ghosts.remove(path);
+        }
+        let (ppath, cname) = (parent(path), name(path));
+        let Some(pidx) = self.lookup(ppath) else {
+            return err(ErrorCode::NoNode);
+        };
+        // ZooKeeper raises the parent's pzxid even if the child is already gone.
+        let mut removed = None;
+        self.update_meta(pidx, ppath, |p| {
+            if let Some(c) = p.children.as_mut() {
+                removed = c.remove(cname);
+                if c.is_empty() {
+                    p.children = None;
+                }
+            }
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+        });
+        let Some(cidx) = removed else {
+            return err(ErrorCode::NoNode);
+        };
+        self.remove_subtree(path, cidx, triggers);
+        triggers.push(Trigger {
+            path: ppath.to_string(),
+            kind: TriggerKind::ChildrenChanged,
+        });
+        Outcome::Deleted
+    }
+
+    /// Frees `idx` and everything below it (already unlinked from its parent).
+    fn remove_subtree(&mut self, path: &str, idx: u32, triggers: &mut Vec<Trigger>) {
+        let mut stack = vec![(path.to_string(), idx)];
+        while let Some((p, i)) = stack.pop() {
+            let node = self.nodes[i as usize].take().expect("live znode slot");
+            self.free.push(i);
+            self.node_count -= 1;
+            self.digest = self.digest.wrapping_sub(Self::node_digest(&p, &node));
+            self.data_size -= size_term(&p, node.data.len());
+            self.unregister(&p, node.owner);
+            if let Some(c) = &node.children {
+                for (name, &ci) in c.iter() {
+                    stack.push((join(&p, name), ci));
+                }
+            }
+            self.release(node.acl);
+            triggers.push(Trigger {
+                path: p,
+                kind: TriggerKind::Deleted,
+            });
+        }
+    }
+
+    fn set_data(
+        &mut self,
+        hdr: &TxnHeader,
+        path: &str,
+        data: &[u8],
+        version: i32,
+        triggers: &mut Vec<Trigger>,
+    ) -> Outcome {
+        let Some(idx) = self.lookup(path) else {
+            return err(ErrorCode::NoNode);
+        };
+        let old = digest::data_part(path, &self.node(idx).data);
+        let new = digest::data_part(path, data);
+        self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
+        let old_len = self.node(idx).data.len();
+        self.data_size = self.data_size - size_term(path, old_len) + size_term(path, data.len());
+        self.update_meta(idx, path, |n| {
+            n.data = data.to_vec();
+            n.stat.mtime = hdr.time_ms;
+            n.stat.mzxid = hdr.zxid;
+            n.stat.version = version;
+        });
+        triggers.push(Trigger {
+            path: path.to_string(),
+            kind: TriggerKind::DataChanged,
+        });
+        Outcome::SetData {
+            stat: self.node(idx).stat,
+        }
+    }
+
+    fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Outcome {
+        let Some(idx) = self.lookup(path) else {
+            return err(ErrorCode::NoNode);
+        };
+        let new = self.intern(acl.to_vec());
+        let old = std::mem::replace(&mut self.node_mut(idx).acl, new);
+        self.digest = self
+            .digest
+            .wrapping_sub(digest::acl_part(path, &old))
+            .wrapping_add(digest::acl_part(path, acl));
+        self.release(old);
+        self.update_meta(idx, path, |n| n.stat.aversion = version);
+        Outcome::SetAcl {
+            stat: self.node(idx).stat,
+        }
+    }
+
+    fn put_session(&mut self, id: i64, entry: SessionEntry) {
+        let part = digest::session_part(id, entry.timeout_ms, &entry.passwd);
+        self.digest = self.digest.wrapping_add(part);
+        if let Some(old) = self.sessions.insert(id, entry) {
+            let part = digest::session_part(id, old.timeout_ms, &old.passwd);
+            self.digest = self.digest.wrapping_sub(part);
+        }
+    }
+
+    fn remove_session(&mut self, id: i64) {
+        if let Some(old) = self.sessions.remove(&id) {
+            let part = digest::session_part(id, old.timeout_ms, &old.passwd);
+            self.digest = self.digest.wrapping_sub(part);
+        }
+    }
+
+    // ---- internals ----
+
+    pub(crate) fn lookup(&self, path: &str) -> Option<u32> {
+        if path == "/" {
+            return Some(ROOT);
+        }
+        let rest = path.strip_prefix('/')?;
+        let mut idx = ROOT;
+        for seg in rest.split('/') {
+            idx = *self.node(idx).children.as_ref()?.get(seg)?;
+        }
+        Some(idx)
+    }
+
+    pub(crate) fn node(&self, idx: u32) -> &Node {
+        self.nodes[idx as usize].as_ref().expect("live znode slot")
+    }
+
+    fn node_mut(&mut self, idx: u32) -> &mut Node {
+        self.nodes[idx as usize].as_mut().expect("live znode slot")
+    }
+
+    pub(crate) fn child_of(&self, idx: u32, name: &str) -> Option<u32> {
+        self.node(idx).children.as_ref()?.get(name).copied()
+    }
+
+    fn node_digest(path: &str, n: &Node) -> u64 {
+        digest::data_part(path, &n.data)
+            .wrapping_add(digest::acl_part(path, &n.acl))
+            .wrapping_add(digest::meta_part(path, n))
+    }
+
+    /// Mutates a node's stat/children, keeping the derived stat and the
+    /// digest's meta part in step.
+    fn update_meta(&mut self, idx: u32, path: &str, f: impl FnOnce(&mut Node)) {
+        let before = digest::meta_part(path, self.node(idx));
+        let n = self.node_mut(idx);
+        f(n);
+        n.refresh_stat();
+        let after = digest::meta_part(path, self.node(idx));
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
+    }
+
+    fn alloc(&mut self, node: Node) -> u32 {
+        self.node_count += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = Some(node);
+                i
+            }
+            None => {
+                let i = u32::try_from(self.nodes.len()).expect("more than 2^32 znodes");
+                self.nodes.push(Some(node));
+                i
+            }
+        }
+    }
+
+    /// Links a node under `parent` without digest bookkeeping (construction and
+    /// snapshot loading; `finish_load` recomputes).
+    fn attach(&mut self, parent: u32, name: &str, node: Node) -> u32 {
+        let idx = self.alloc(node);
+        self.node_mut(parent)
+            .children
+            .get_or_insert_with(Default::default)
+            .insert(name.into(), idx);
+        idx
+    }
+
+    pub(crate) fn intern(&mut self, acl: Vec<Acl>) -> Arc<[Acl]> {
+        if let Some(a) = self.acls.get(acl.as_slice()) {
+            return a.clone();
+        }
+        let a: Arc<[Acl]> = acl.into();
+        self.acls.insert(a.clone());
+        a
+    }
+
+    /// Drops a node's ACL handle, forgetting the list once nothing uses it.
+    fn release(&mut self, acl: Arc<[Acl]>) {
+        if Arc::strong_count(&acl) <= 2 {
+            self.acls.remove(&*acl);
+        }
+    }
+
+    fn register(&mut self, path: &str, owner: i64) {
+        match NodeKind::from_owner(owner) {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral(s) => {
+                self.ephemerals
+                    .entry(s)
+                    .or_default()
+                    .insert(path.to_string());
+            }
+            NodeKind::Container => {
+                self.containers.insert(path.to_string());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(path.to_string());
+            }
+        }
+    }
+
+    fn unregister(&mut self, path: &str, owner: i64) {
+        match NodeKind::from_owner(owner) {
+            NodeKind::Persistent => {}
+            NodeKind::Ephemeral(s) => {
+                if let Some(set) = self.ephemerals.get_mut(&s) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&s);
+                    }
+                }
+            }
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+        }
+    }
+
+    // ---- snapshot loading ----
+
+    /// Adds a node read from a snapshot; its parent must already be loaded.
+    pub(crate) fn load_node(
+        &mut self,
+        path: &str,
+        data: Vec<u8>,
+        acl: Arc<[Acl]>,
+        ps: &PersistedStat,
+    ) -> Result<(), String> {
+        if path == "/" {
+            let root = self.node_mut(ROOT);
+            root.data = data;
+            root.acl = acl;
+            ps.install(root);
+            return Ok(());
+        }
+        if validate_path(path, false).is_err() {
+            return Err(format!("invalid path {path:?}"));
+        }
+        let pidx = self
+            .lookup(parent(path))
+            .ok_or_else(|| format!("{path:?} precedes its parent"))?;
+        if self.child_of(pidx, name(path)).is_some() {
+            return Err(format!("duplicate node {path:?}"));
+        }
+        let mut node = Node::new(data, acl, 0, 0, 0);
+        ps.install(&mut node);
+        self.attach(pidx, name(path), node);
+        Ok(())
+    }
+
+    pub(crate) fn load_session(&mut self, id: i64, entry: SessionEntry) {
+        self.sessions.insert(id, entry);
+    }
+
+    /// Records that `session` owned the ephemeral `path` when the snapshot
+    /// started; `finish_load` keeps it as a ghost unless the loaded node is
+    /// still that session's.
+    pub(crate) fn load_start_ephemeral(&mut self, session: i64, path: String) {
+        self.ghosts.insert(path, session);
+    }
+
+    /// Ghost ephemerals still awaiting their delete in replay (see `ghosts`).
+    #[doc(hidden)]
+    pub fn pending_ghosts(&self) -> usize {
+        self.ghosts.len()
+    }
+
+    /// Rebuilds everything derived (stats, indexes, sizes, digest) after
+    /// construction or loading.
+    pub(crate) fn finish_load(&mut self, last_zxid: i64) {
+        for n in self.nodes.iter_mut().flatten() {
+            n.refresh_stat();
+        }
+        let mut kinds = Vec::new();
+        let mut size = 0u64;
+        self.for_each_node(|path, n| {
+            size += size_term(path, n.data.len());
+            if n.owner != 0 {
+                kinds.push((path.to_string(), n.owner));
+            }
+        });
+        for (path, owner) in kinds {
+            self.register(&path, owner);
+        }
+        let ghosts = std::mem::take(&mut self.ghosts);
+        self.ghosts = ghosts
+            .into_iter()
+            .filter(|(path, sid)| self.get(path).is_none_or(|n| n.owner != *sid))
+            .collect();
+        self.data_size = size;
+        self.last_zxid = last_zxid;
+        self.digest = self.recompute_digest();
+    }
+}
+
+/// ZooKeeper's `setCversionPzxid` rule: `-1` means "one more"; only a larger
+/// value moves cversion, and pzxid moves with it.
+fn raise_cversion(p: &mut Node, parent_cversion: i32, zxid: i64) {
+    let cv = if parent_cversion == -1 {
+        p.cversion.wrapping_add(1)
+    } else {
+        parent_cversion
+    };
+    if cv > p.cversion {
+        p.cversion = cv;
+        p.stat.pzxid = zxid;
+    }
+}

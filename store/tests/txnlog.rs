@@ -1,0 +1,237 @@
+//! TxnLog conformance, run against SledTxnLog and MemTxnLog, plus crash/tear faults.
+
+use corral_store::disk::PURGED_THROUGH_KEY;
+use corral_store::{LogEntry, MemTxnLog, SledTxnLog, StoreError, Txn, TxnHeader, TxnLog};
+
+fn e(zxid: i64) -> LogEntry {
+    LogEntry {
+        hdr: TxnHeader {
+            session_id: 1,
+            cxid: zxid as i32,
+            zxid,
+            time_ms: zxid * 10,
+        },
+        txn: Txn::SetData {
+            path: "/a".into(),
+            data: zxid.to_be_bytes().to_vec(),
+            version: zxid as i32,
+        },
+    }
+}
+
+fn zxids(v: &[LogEntry]) -> Vec<i64> {
+    v.iter().map(|e| e.hdr.zxid).collect()
+}
+
+/// The shared contract. `reopen` simulates a clean restart (after sync).
+fn conformance(mut log: Box<dyn TxnLog>, reopen: &dyn Fn(Box<dyn TxnLog>) -> Box<dyn TxnLog>) {
+    assert_eq!(log.last_zxid().unwrap(), None);
+    assert!(log.read_after(0).unwrap().is_empty());
+    log.append(&[e(1), e(2), e(3)]).unwrap();
+    log.append(&[]).unwrap();
+    log.append(&[e(5)]).unwrap();
+    assert_eq!(log.last_zxid().unwrap(), Some(5));
+    assert!(matches!(
+        log.append(&[e(5)]),
+        Err(StoreError::LogOrder { .. })
+    ));
+    assert!(matches!(
+        log.append(&[e(7), e(6)]),
+        Err(StoreError::LogOrder { .. })
+    ));
+    assert_eq!(
+        log.last_zxid().unwrap(),
+        Some(5),
+        "a refused batch appends nothing"
+    );
+    assert_eq!(log.read_after(0).unwrap(), vec![e(1), e(2), e(3), e(5)]);
+    assert_eq!(zxids(&log.read_after(2).unwrap()), vec![3, 5]);
+    assert_eq!(zxids(&log.read_after(4).unwrap()), vec![5]);
+    assert!(log.read_after(5).unwrap().is_empty());
+    assert_eq!(zxids(&log.read_after(-1).unwrap()), vec![1, 2, 3, 5]);
+
+    log.put_meta("acceptedEpoch", b"\x00\x07").unwrap();
+    assert_eq!(
+        log.get_meta("acceptedEpoch").unwrap(),
+        Some(b"\x00\x07".to_vec())
+    );
+    assert_eq!(log.get_meta("missing").unwrap(), None);
+    log.sync().unwrap();
+
+    let mut log = reopen(log);
+    assert_eq!(log.last_zxid().unwrap(), Some(5));
+    assert_eq!(log.read_after(0).unwrap(), vec![e(1), e(2), e(3), e(5)]);
+    assert_eq!(
+        log.get_meta("acceptedEpoch").unwrap(),
+        Some(b"\x00\x07".to_vec())
+    );
+
+    log.truncate_after(2).unwrap();
+    assert_eq!(log.last_zxid().unwrap(), Some(2));
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![1, 2]);
+    log.append(&[e(3), e(4)]).unwrap();
+    log.purge_through(2).unwrap();
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![3, 4]);
+    assert_eq!(
+        log.get_meta(PURGED_THROUGH_KEY).unwrap(),
+        Some(2i64.to_be_bytes().to_vec())
+    );
+    log.purge_through(1).unwrap();
+    assert_eq!(
+        log.get_meta(PURGED_THROUGH_KEY).unwrap(),
+        Some(2i64.to_be_bytes().to_vec()),
+        "never moves back"
+    );
+    log.purge_through(10).unwrap();
+    assert_eq!(log.last_zxid().unwrap(), None);
+    log.append(&[e(11)]).unwrap();
+    log.sync().unwrap();
+
+    let log = reopen(log);
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![11]);
+    assert_eq!(log.last_zxid().unwrap(), Some(11));
+}
+
+#[test]
+fn mem_log_conforms() {
+    // Goal: MemTxnLog honours the TxnLog contract.
+    let reopen = |l: Box<dyn TxnLog>| -> Box<dyn TxnLog> { l };
+    conformance(Box::new(MemTxnLog::new()), &reopen);
+}
+
+#[test]
+fn mem_log_conforms_across_crashes_after_sync() {
+    // Goal: a crash right after sync loses nothing.
+    let handle = MemTxnLog::new();
+    let h2 = handle.clone();
+    let reopen = move |l: Box<dyn TxnLog>| -> Box<dyn TxnLog> {
+        h2.crash();
+        l
+    };
+    conformance(Box::new(handle), &reopen);
+}
+
+#[test]
+fn sled_log_conforms_across_reopen() {
+    // Goal: SledTxnLog honours the contract, and synced data survives closing and reopening.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let p2 = path.clone();
+    let reopen = move |l: Box<dyn TxnLog>| -> Box<dyn TxnLog> {
+        drop(l);
+        Box::new(SledTxnLog::open(&p2).unwrap())
+    };
+    conformance(Box::new(SledTxnLog::open(&path).unwrap()), &reopen);
+}
+
+#[test]
+fn mem_crash_loses_exactly_the_unsynced_tail() {
+    // Goal: crash() keeps synced entries and meta, drops everything after the last sync.
+    let h = MemTxnLog::new();
+    let mut log = h.clone();
+    log.append(&[e(1), e(2)]).unwrap();
+    log.put_meta("k", b"old").unwrap();
+    log.sync().unwrap();
+    log.append(&[e(3)]).unwrap();
+    log.put_meta("k", b"new").unwrap();
+    log.truncate_after(0).unwrap();
+    assert_eq!(h.unsynced(), 3);
+    assert!(log.read_after(0).unwrap().is_empty());
+    h.crash();
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![1, 2]);
+    assert_eq!(log.get_meta("k").unwrap(), Some(b"old".to_vec()));
+    assert_eq!(h.unsynced(), 0);
+    log.append(&[e(3)]).unwrap();
+}
+
+#[test]
+fn mem_torn_last_record_is_dropped_at_reopen() {
+    // Goal: a torn final write is detected by its CRC after a crash and dropped, not reported.
+    let h = MemTxnLog::new();
+    let mut log = h.clone();
+    log.append(&[e(1)]).unwrap();
+    log.sync().unwrap();
+    log.append(&[e(2), e(3)]).unwrap();
+    assert!(h.tear_last());
+    assert!(
+        log.read_after(0).is_err(),
+        "the torn record is visible before the crash"
+    );
+    h.crash();
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![1]);
+    assert_eq!(log.last_zxid().unwrap(), Some(1));
+}
+
+#[test]
+fn mem_corruption_in_the_middle_is_an_error() {
+    // Goal: a bad record that is not the last one is reported, not skipped.
+    let h = MemTxnLog::new();
+    let mut log = h.clone();
+    log.append(&[e(1), e(2), e(3)]).unwrap();
+    log.sync().unwrap();
+    assert!(h.corrupt(2));
+    h.crash();
+    assert!(matches!(log.read_after(0), Err(StoreError::Corrupt { .. })));
+    assert_eq!(zxids(&log.read_after(2).unwrap()), vec![3]);
+}
+
+#[test]
+fn mem_injected_failures_change_nothing() {
+    // Goal: fail_next_append/fail_next_sync surface as errors without side effects.
+    let h = MemTxnLog::new();
+    let mut log = h.clone();
+    h.fail_next_append();
+    assert!(matches!(log.append(&[e(1)]), Err(StoreError::Injected(_))));
+    assert_eq!(log.last_zxid().unwrap(), None);
+    log.append(&[e(1)]).unwrap();
+    h.fail_next_sync();
+    assert!(log.sync().is_err());
+    h.crash();
+    assert_eq!(
+        log.last_zxid().unwrap(),
+        None,
+        "the failed sync made nothing durable"
+    );
+}
+
+#[test]
+fn sled_torn_last_record_is_dropped_at_open() {
+    // Goal: SledTxnLog drops a last record whose CRC fails, and keeps the rest.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SledTxnLog::open(dir.path()).unwrap();
+        log.append(&[e(1), e(2)]).unwrap();
+        log.sync().unwrap();
+    }
+    {
+        // Write a half record under the next key, as a torn write would leave it.
+        let db = sled::open(dir.path()).unwrap();
+        let t = db.open_tree("log").unwrap();
+        t.insert(3u64.to_be_bytes(), &[1u8, 0, 0, 0][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledTxnLog::open(dir.path()).unwrap();
+    assert_eq!(log.last_zxid().unwrap(), Some(2));
+    assert_eq!(zxids(&log.read_after(0).unwrap()), vec![1, 2]);
+}
+
+#[test]
+fn sled_corruption_in_the_middle_is_an_error() {
+    // Goal: SledTxnLog reports a bad record that is not the last one.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = SledTxnLog::open(dir.path()).unwrap();
+        log.append(&[e(1), e(2), e(3)]).unwrap();
+        log.sync().unwrap();
+    }
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let t = db.open_tree("log").unwrap();
+        let mut v = t.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        v[5] ^= 0xff;
+        t.insert(2u64.to_be_bytes(), v).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledTxnLog::open(dir.path()).unwrap();
+    assert!(matches!(log.read_after(0), Err(StoreError::Corrupt { .. })));
+}
