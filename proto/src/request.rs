@@ -8,7 +8,8 @@ use crate::records::{read_acls, write_acls, Acl, MultiHeader, Record};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None` is a null buffer, which ZooKeeper stores and returns as null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// Only createTTL carries a TTL; `-1` otherwise.
@@ -24,7 +25,7 @@ pub struct DeleteRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetDataRequest {
     pub path: String,
-    pub data: Vec<u8>,
+    pub data: Option<Vec<u8>>,
     pub version: i32,
 }
 
@@ -166,7 +167,7 @@ pub enum Request {
 fn read_create(r: &mut Reader<'_>, op: OpCode) -> Result<CreateRequest, DecodeError> {
     Ok(CreateRequest {
         path: r.read_string()?,
-        data: r.read_buffer()?,
+        data: r.read_opt_buffer()?,
         acl: read_acls(r)?,
         flags: r.read_i32()?,
         ttl: if op == OpCode::CreateTtl {
@@ -179,7 +180,7 @@ fn read_create(r: &mut Reader<'_>, op: OpCode) -> Result<CreateRequest, DecodeEr
 
 fn write_create(w: &mut Writer, op: OpCode, c: &CreateRequest) {
     w.write_string(&c.path);
-    w.write_buffer(&c.data);
+    w.write_opt_buffer(c.data.as_deref());
     write_acls(w, &c.acl);
     w.write_i32(c.flags);
     if op == OpCode::CreateTtl {
@@ -206,7 +207,7 @@ fn read_multi_op(r: &mut Reader<'_>, op: i32) -> Result<MultiOp, DecodeError> {
         }),
         OpCode::SetData => MultiOp::SetData(SetDataRequest {
             path: r.read_string()?,
-            data: r.read_buffer()?,
+            data: r.read_opt_buffer()?,
             version: r.read_i32()?,
         }),
         OpCode::Check => MultiOp::Check(CheckVersionRequest {
@@ -246,7 +247,7 @@ fn write_multi(w: &mut Writer, ops: &[MultiOp]) {
             }
             MultiOp::SetData(s) => {
                 w.write_string(&s.path);
-                w.write_buffer(&s.data);
+                w.write_opt_buffer(s.data.as_deref());
                 w.write_i32(s.version);
             }
             MultiOp::Check(c) => {
@@ -295,7 +296,7 @@ impl Request {
             OpCode::GetData => Request::GetData(read_path_watch(r)?),
             OpCode::SetData => Request::SetData(SetDataRequest {
                 path: r.read_string()?,
-                data: r.read_buffer()?,
+                data: r.read_opt_buffer()?,
                 version: r.read_i32()?,
             }),
             OpCode::GetAcl => Request::GetAcl(r.read_string()?),
@@ -404,7 +405,7 @@ impl Request {
             }
             Request::SetData(s) => {
                 w.write_string(&s.path);
-                w.write_buffer(&s.data);
+                w.write_opt_buffer(s.data.as_deref());
                 w.write_i32(s.version);
             }
             Request::SetAcl(s) => {
@@ -485,7 +486,7 @@ mod tests {
     fn every_request_round_trips() {
         let create = CreateRequest {
             path: "/a".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: Acl::open_unsafe(),
             flags: 0,
             ttl: -1,
@@ -516,7 +517,7 @@ mod tests {
             Request::GetData(pw.clone()),
             Request::SetData(SetDataRequest {
                 path: "/a".into(),
-                data: vec![1, 2],
+                data: Some(vec![1, 2]),
                 version: 3,
             }),
             Request::GetAcl("/a".into()),
@@ -540,7 +541,7 @@ mod tests {
                 }),
                 MultiOp::SetData(SetDataRequest {
                     path: "/c".into(),
-                    data: vec![],
+                    data: None,
                     version: -1,
                 }),
                 MultiOp::Check(CheckVersionRequest {
@@ -613,7 +614,7 @@ mod tests {
             OpCode::CreateTtl,
             CreateRequest {
                 path: "/t".into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: vec![],
                 flags: 5,
                 ttl: 1000,

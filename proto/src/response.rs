@@ -14,7 +14,7 @@ pub enum MultiResult {
     Delete,
     SetData(Stat),
     Check,
-    GetData(Vec<u8>, Stat),
+    GetData(Option<Vec<u8>>, Stat),
     GetChildren(Vec<String>),
     Error(i32),
 }
@@ -45,8 +45,8 @@ pub enum Response {
     PathStat(String, Stat),
     /// exists, setData, setACL.
     Stat(Stat),
-    /// getData (and reconfig / getConfig).
-    Data(Vec<u8>, Stat),
+    /// getData (and reconfig / getConfig); `None` is null data.
+    Data(Option<Vec<u8>>, Stat),
     Acl(Vec<Acl>, Stat),
     Children(Vec<String>),
     Children2(Vec<String>, Stat),
@@ -69,7 +69,7 @@ impl Response {
             }
             Response::Stat(s) => s.write(w),
             Response::Data(d, s) => {
-                w.write_buffer(d);
+                w.write_opt_buffer(d.as_deref());
                 s.write(w);
             }
             Response::Acl(a, s) => {
@@ -102,7 +102,7 @@ impl Response {
                         MultiResult::Delete | MultiResult::Check => {}
                         MultiResult::SetData(s) => s.write(w),
                         MultiResult::GetData(d, s) => {
-                            w.write_buffer(d);
+                            w.write_opt_buffer(d.as_deref());
                             s.write(w);
                         }
                         MultiResult::GetChildren(c) => w.write_string_vec(c),
@@ -125,7 +125,7 @@ impl Response {
                 Response::PathStat(r.read_string()?, Stat::read(r)?)
             }
             Exists | SetData | SetAcl => Response::Stat(Stat::read(r)?),
-            GetData | Reconfig => Response::Data(r.read_buffer()?, Stat::read(r)?),
+            GetData | Reconfig => Response::Data(r.read_opt_buffer()?, Stat::read(r)?),
             GetAcl => Response::Acl(read_acls(r)?, Stat::read(r)?),
             GetChildren => Response::Children(r.read_string_vec()?),
             GetChildren2 => Response::Children2(r.read_string_vec()?, Stat::read(r)?),
@@ -152,7 +152,7 @@ fn read_multi_results(r: &mut Reader<'_>) -> Result<Vec<MultiResult>, DecodeErro
             OpCode::Delete => MultiResult::Delete,
             OpCode::SetData => MultiResult::SetData(Stat::read(r)?),
             OpCode::Check => MultiResult::Check,
-            OpCode::GetData => MultiResult::GetData(r.read_buffer()?, Stat::read(r)?),
+            OpCode::GetData => MultiResult::GetData(r.read_opt_buffer()?, Stat::read(r)?),
             OpCode::GetChildren => MultiResult::GetChildren(r.read_string_vec()?),
             OpCode::Error => MultiResult::Error(r.read_i32()?),
             _ => return Err(DecodeError::UnknownOpCode(h.op)),
@@ -184,7 +184,7 @@ mod tests {
         round_trip(OpCode::Create, Response::Path("/a".into()));
         round_trip(OpCode::Create2, Response::PathStat("/a".into(), st));
         round_trip(OpCode::Exists, Response::Stat(st));
-        round_trip(OpCode::GetData, Response::Data(vec![1, 2, 3], st));
+        round_trip(OpCode::GetData, Response::Data(Some(vec![1, 2, 3]), st));
         round_trip(OpCode::GetAcl, Response::Acl(Acl::open_unsafe(), st));
         round_trip(OpCode::GetChildren, Response::Children(vec!["a".into()]));
         round_trip(
@@ -214,7 +214,7 @@ mod tests {
         round_trip(
             OpCode::MultiRead,
             Response::Multi(vec![
-                MultiResult::GetData(vec![9], st),
+                MultiResult::GetData(Some(vec![9]), st),
                 MultiResult::GetChildren(vec![]),
             ]),
         );

@@ -202,7 +202,7 @@ impl<'a> Prep<'a> {
             ctime: self.time_ms,
             mtime: self.time_ms,
             ephemeral_owner: owner,
-            data_length: c.data.len() as i32,
+            data_length: c.data.as_ref().map_or(0, |d| d.len()) as i32,
             pzxid: self.zxid,
             ..Stat::default()
         };
@@ -292,7 +292,7 @@ impl<'a> Prep<'a> {
         node.stat.version = version;
         node.stat.mzxid = self.zxid;
         node.stat.mtime = self.time_ms;
-        node.stat.data_length = s.data.len() as i32;
+        node.stat.data_length = s.data.as_ref().map_or(0, |d| d.len()) as i32;
         self.put(&s.path, Some(node));
         Ok(Txn::SetData {
             path: s.path.clone(),

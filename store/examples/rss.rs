@@ -39,7 +39,7 @@ fn main() {
     };
     let create = |path: String, cv: i32| Txn::Create {
         path,
-        data: vec![b'x'; data_len],
+        data: Some(vec![b'x'; data_len]),
         acl: Acl::open_unsafe(),
         ephemeral_owner: 0,
         parent_cversion: cv,

@@ -65,11 +65,15 @@ const D_ACL: u64 = 2;
 const D_META: u64 = 3;
 const D_SESSION: u64 = 4;
 
-pub(crate) fn data_part(path: &str, data: &[u8]) -> u64 {
-    Hasher64::new(D_DATA)
-        .bytes(path.as_bytes())
-        .bytes(data)
-        .finish()
+pub(crate) fn data_part(path: &str, data: Option<&[u8]>) -> u64 {
+    let mut h = Hasher64::new(D_DATA);
+    h.bytes(path.as_bytes());
+    match data {
+        // Null and empty data are different states; hash them differently.
+        None => h.i64(-1),
+        Some(d) => h.bytes(d),
+    };
+    h.finish()
 }
 
 pub(crate) fn acl_part(path: &str, acl: &[Acl]) -> u64 {

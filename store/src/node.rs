@@ -80,7 +80,8 @@ pub(crate) type Children = Option<Box<BTreeMap<Box<str>, u32>>>;
 /// One znode. The tree owns it; outside the crate it is read-only.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None` when a client wrote null data (ZooKeeper keeps null distinct from empty).
+    pub data: Option<Vec<u8>>,
     /// Interned: equal ACL lists share one allocation.
     pub acl: Arc<[Acl]>,
     /// Exactly the `Stat` ZooKeeper returns for this node (client cversion,
@@ -94,7 +95,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub(crate) fn new(data: Vec<u8>, acl: Arc<[Acl]>, owner: i64, zxid: i64, time_ms: i64) -> Node {
+    pub(crate) fn new(
+        data: Option<Vec<u8>>,
+        acl: Arc<[Acl]>,
+        owner: i64,
+        zxid: i64,
+        time_ms: i64,
+    ) -> Node {
         let mut n = Node {
             data,
             acl,
@@ -131,6 +138,15 @@ impl Node {
         self.cversion
     }
 
+    /// The data bytes; null data reads as empty.
+    pub fn data_bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or(&[])
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
+    }
+
     pub fn num_children(&self) -> usize {
         self.children.as_ref().map_or(0, |c| c.len())
     }
@@ -140,7 +156,7 @@ impl Node {
         let n = self.num_children() as i32;
         self.stat.num_children = n;
         self.stat.cversion = self.cversion.wrapping_mul(2).wrapping_sub(n);
-        self.stat.data_length = self.data.len() as i32;
+        self.stat.data_length = self.data_len() as i32;
         self.stat.ephemeral_owner = NodeKind::from_owner(self.owner).client_owner();
     }
 }

@@ -140,7 +140,7 @@ impl Walk {
         let ps = PersistedStat::of(n);
         w.write_i32(REC_NODE);
         w.write_string(path);
-        w.write_buffer(&n.data);
+        w.write_opt_buffer(n.data.as_deref());
         w.write_i32(id);
         w.write_i64(ps.czxid);
         w.write_i64(ps.mzxid);
@@ -406,7 +406,7 @@ fn read_record(
         }
         REC_NODE => {
             let path = r.read_string().map_err(&e)?;
-            let data = r.read_buffer().map_err(&e)?;
+            let data = r.read_opt_buffer().map_err(&e)?;
             let acl_id = r.read_i32().map_err(&e)?;
             let ps = PersistedStat {
                 czxid: r.read_i64().map_err(&e)?,

@@ -193,10 +193,10 @@ impl DataTree {
         let zk = t.attach(
             ROOT,
             "zookeeper",
-            Node::new(Vec::new(), open.clone(), 0, 0, 0),
+            Node::new(Some(Vec::new()), open.clone(), 0, 0, 0),
         );
-        t.attach(zk, "quota", Node::new(Vec::new(), open, 0, 0, 0));
-        let config = t.attach(zk, "config", Node::new(Vec::new(), read, 0, 0, 0));
+        t.attach(zk, "quota", Node::new(Some(Vec::new()), open, 0, 0, 0));
+        let config = t.attach(zk, "config", Node::new(Some(Vec::new()), read, 0, 0, 0));
         t.node_mut(config).stat.aversion = -1;
         t.finish_load(0);
         t
@@ -219,7 +219,8 @@ impl DataTree {
             digest: 0,
         };
         let open = t.intern(Acl::open_unsafe());
-        t.nodes.push(Some(Node::new(Vec::new(), open, 0, 0, 0)));
+        t.nodes
+            .push(Some(Node::new(Some(Vec::new()), open, 0, 0, 0)));
         t
     }
 
@@ -467,7 +468,7 @@ impl DataTree {
             } => self.create(
                 hdr,
                 path,
-                data,
+                data.as_deref(),
                 acl,
                 *ephemeral_owner,
                 *parent_cversion,
@@ -478,7 +479,7 @@ impl DataTree {
                 path,
                 data,
                 version,
-            } => self.set_data(hdr, path, data, *version, triggers),
+            } => self.set_data(hdr, path, data.as_deref(), *version, triggers),
             Txn::SetAcl { path, acl, version } => self.set_acl(path, acl, *version),
             Txn::Check { .. } => Outcome::Checked,
             Txn::Error(code) => Outcome::Error(*code),
@@ -491,7 +492,7 @@ impl DataTree {
         &mut self,
         hdr: &TxnHeader,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[Acl],
         owner: i64,
         parent_cversion: i32,
@@ -507,7 +508,7 @@ impl DataTree {
         let exists = self.child_of(pidx, cname).is_some();
         let zxid = hdr.zxid;
         let acl = self.intern(acl.to_vec());
-        let node = Node::new(data.to_vec(), acl, owner, zxid, hdr.time_ms);
+        let node = Node::new(data.map(<[u8]>::to_vec), acl, owner, zxid, hdr.time_ms);
         if exists {
             if let NodeKind::Ephemeral(sid) = NodeKind::from_owner(owner) {
                 if self.get(path).is_some_and(|n| n.owner != owner) {
@@ -523,7 +524,7 @@ impl DataTree {
         }
         let stat = node.stat;
         self.digest = self.digest.wrapping_add(Self::node_digest(path, &node));
-        self.data_size += size_term(path, data.len());
+        self.data_size += size_term(path, data.map_or(0, |d| d.len()));
         let cidx = self.alloc(node);
         self.update_meta(pidx, ppath, |p| {
             raise_cversion(p, parent_cversion, zxid);
@@ -589,7 +590,7 @@ impl DataTree {
             self.free.push(i);
             self.node_count -= 1;
             self.digest = self.digest.wrapping_sub(Self::node_digest(&p, &node));
-            self.data_size -= size_term(&p, node.data.len());
+            self.data_size -= size_term(&p, node.data_len());
             self.unregister(&p, node.owner);
             if let Some(c) = &node.children {
                 for (name, &ci) in c.iter() {
@@ -608,20 +609,21 @@ impl DataTree {
         &mut self,
         hdr: &TxnHeader,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         version: i32,
         triggers: &mut Vec<Trigger>,
     ) -> Outcome {
         let Some(idx) = self.lookup(path) else {
             return err(ErrorCode::NoNode);
         };
-        let old = digest::data_part(path, &self.node(idx).data);
+        let old = digest::data_part(path, self.node(idx).data.as_deref());
         let new = digest::data_part(path, data);
         self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
-        let old_len = self.node(idx).data.len();
-        self.data_size = self.data_size - size_term(path, old_len) + size_term(path, data.len());
+        let old_len = self.node(idx).data_len();
+        let new_len = data.map_or(0, |d| d.len());
+        self.data_size = self.data_size - size_term(path, old_len) + size_term(path, new_len);
         self.update_meta(idx, path, |n| {
-            n.data = data.to_vec();
+            n.data = data.map(<[u8]>::to_vec);
             n.stat.mtime = hdr.time_ms;
             n.stat.mzxid = hdr.zxid;
             n.stat.version = version;
@@ -695,7 +697,7 @@ impl DataTree {
     }
 
     fn node_digest(path: &str, n: &Node) -> u64 {
-        digest::data_part(path, &n.data)
+        digest::data_part(path, n.data.as_deref())
             .wrapping_add(digest::acl_part(path, &n.acl))
             .wrapping_add(digest::meta_part(path, n))
     }
@@ -797,7 +799,7 @@ impl DataTree {
     pub(crate) fn load_node(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Arc<[Acl]>,
         ps: &PersistedStat,
     ) -> Result<(), String> {
@@ -849,7 +851,7 @@ impl DataTree {
         let mut kinds = Vec::new();
         let mut size = 0u64;
         self.for_each_node(|path, n| {
-            size += size_term(path, n.data.len());
+            size += size_term(path, n.data_len());
             if n.owner != 0 {
                 kinds.push((path.to_string(), n.owner));
             }

@@ -47,7 +47,7 @@ pub enum Txn {
     /// `parent_cversion` is the parent's new persisted cversion (old + 1).
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         ephemeral_owner: i64,
         parent_cversion: i32,
@@ -58,7 +58,7 @@ pub enum Txn {
     /// `version` is the node's new data version.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     /// `version` is the node's new aversion.
@@ -139,7 +139,7 @@ impl Txn {
             } => {
                 w.write_i32(TAG_CREATE);
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_opt_buffer(data.as_deref());
                 write_acls(w, acl);
                 w.write_i64(*ephemeral_owner);
                 w.write_i32(*parent_cversion);
@@ -155,7 +155,7 @@ impl Txn {
             } => {
                 w.write_i32(TAG_SET_DATA);
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_opt_buffer(data.as_deref());
                 w.write_i32(*version);
             }
             Txn::SetAcl { path, acl, version } => {
@@ -190,7 +190,7 @@ impl Txn {
             TAG_CLOSE_SESSION => Txn::CloseSession,
             TAG_CREATE => Txn::Create {
                 path: r.read_string()?,
-                data: r.read_buffer()?,
+                data: r.read_opt_buffer()?,
                 acl: read_acls(r)?,
                 ephemeral_owner: r.read_i64()?,
                 parent_cversion: r.read_i32()?,
@@ -200,7 +200,7 @@ impl Txn {
             },
             TAG_SET_DATA => Txn::SetData {
                 path: r.read_string()?,
-                data: r.read_buffer()?,
+                data: r.read_opt_buffer()?,
                 version: r.read_i32()?,
             },
             TAG_SET_ACL => Txn::SetAcl {

@@ -98,7 +98,7 @@ fn create_sets_every_stat_field_and_updates_parent() {
     assert_eq!((root.num_children, root.cversion, root.pzxid), (2, 0, 100));
     assert_eq!(t.get("/").unwrap().persisted_cversion(), 1);
     assert_eq!(t.last_zxid(), 100);
-    assert_eq!(t.get("/a").unwrap().data, b"hello");
+    assert_eq!(t.get("/a").unwrap().data_bytes(), b"hello");
     assert_eq!(t.get("/a").unwrap().kind(), NodeKind::Persistent);
     assert_eq!(t.approximate_data_size(), 44 + 2 + 5);
 }
@@ -249,7 +249,7 @@ fn ttl_nodes_expire_by_mtime_and_only_when_childless() {
         &hdr(0, 11, 5500),
         &Txn::SetData {
             path: "/t".into(),
-            data: vec![1],
+            data: Some(vec![1]),
             version: 1,
         },
     );
@@ -274,7 +274,7 @@ fn set_data_updates_version_mzxid_mtime_and_length() {
         &hdr(0, 11, 200),
         &Txn::SetData {
             path: "/a".into(),
-            data: b"hello!".to_vec(),
+            data: Some(b"hello!".to_vec()),
             version: 1,
         },
     );
@@ -299,7 +299,7 @@ fn set_data_updates_version_mzxid_mtime_and_length() {
         &hdr(0, 12, 300),
         &Txn::SetData {
             path: "/".into(),
-            data: b"r".to_vec(),
+            data: Some(b"r".to_vec()),
             version: 1,
         },
     );
@@ -313,7 +313,7 @@ fn set_data_updates_version_mzxid_mtime_and_length() {
         &hdr(0, 13, 300),
         &Txn::SetData {
             path: "/nope".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 1,
         },
     );
@@ -372,7 +372,7 @@ fn failed_multi_applies_nothing_and_reports_zookeeper_codes() {
             create("/b", b"", 0, 2),
             Txn::SetData {
                 path: "/a".into(),
-                data: vec![1],
+                data: Some(vec![1]),
                 version: 1,
             },
             Txn::Error(ErrorCode::NoNode.code()),
@@ -416,7 +416,7 @@ fn successful_multi_applies_in_order_with_one_zxid() {
             create("/b", b"x", 0, 2),
             Txn::SetData {
                 path: "/b".into(),
-                data: b"yy".to_vec(),
+                data: Some(b"yy".to_vec()),
                 version: 1,
             },
             Txn::Delete { path: "/a".into() },
@@ -450,7 +450,11 @@ fn replayed_create_of_existing_node_still_raises_parent_cversion() {
     assert!(a.triggers.is_empty());
     let p = t.get("/p").unwrap();
     assert_eq!((p.persisted_cversion(), p.stat.pzxid), (5, 20));
-    assert_eq!(t.get("/p/c").unwrap().data, b"", "existing node kept");
+    assert_eq!(
+        t.get("/p/c").unwrap().data_bytes(),
+        b"",
+        "existing node kept"
+    );
     // A smaller value changes nothing.
     t.apply(&hdr(0, 21, 1), &create("/p/c", b"", 0, 2));
     let p = t.get("/p").unwrap();

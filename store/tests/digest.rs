@@ -22,12 +22,12 @@ fn same_txns_give_same_digest_and_any_change_differs() {
     let variants: Vec<Txn> = vec![
         Txn::SetData {
             path: "/a".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             version: 1,
         },
         Txn::SetData {
             path: "/a".into(),
-            data: b"z".to_vec(),
+            data: Some(b"z".to_vec()),
             version: 0,
         },
         Txn::SetAcl {

@@ -124,7 +124,7 @@ fn snapshot_round_trip_preserves_everything() {
         &hdr(0, z + 1, 1),
         &Txn::SetData {
             path: "/".into(),
-            data: b"root".to_vec(),
+            data: Some(b"root".to_vec()),
             version: 1,
         },
     );
@@ -259,7 +259,7 @@ fn corrupt_newest_snapshot_falls_back_to_older() {
             0,
             Txn::SetData {
                 path: "/d1".into(),
-                data: b"new".to_vec(),
+                data: Some(b"new".to_vec()),
                 version: 1,
             },
         );

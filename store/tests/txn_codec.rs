@@ -29,7 +29,7 @@ fn every_variant() -> Vec<Txn> {
         Txn::CloseSession,
         Txn::Create {
             path: "/a/b-0000000001".into(),
-            data: b"data".to_vec(),
+            data: Some(b"data".to_vec()),
             acl: acl.clone(),
             ephemeral_owner: CONTAINER_OWNER,
             parent_cversion: 2,
@@ -37,7 +37,7 @@ fn every_variant() -> Vec<Txn> {
         Txn::Delete { path: "/a".into() },
         Txn::SetData {
             path: "/a".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 3,
         },
         Txn::SetAcl {
@@ -58,7 +58,7 @@ fn every_variant() -> Vec<Txn> {
             },
             Txn::Create {
                 path: "/m".into(),
-                data: vec![0, 1],
+                data: Some(vec![0, 1]),
                 acl,
                 ephemeral_owner: 0,
                 parent_cversion: 9,
@@ -148,4 +148,30 @@ proptest! {
         b[p] = val;
         let _ = LogEntry::decode(&b);
     }
+}
+
+#[test]
+fn null_data_stays_null_through_log_and_apply() {
+    // Goal: ZooKeeper keeps null data distinct from empty data; so must the log and the tree.
+    use corral_store::{DataTree, LogEntry, Txn, TxnHeader};
+    let hdr = TxnHeader {
+        session_id: 1,
+        cxid: 1,
+        zxid: 1,
+        time_ms: 5,
+    };
+    let txn = Txn::Create {
+        path: "/n".into(),
+        data: None,
+        acl: corral_proto::Acl::open_unsafe(),
+        ephemeral_owner: 0,
+        parent_cversion: 1,
+    };
+    let e = LogEntry { hdr, txn };
+    let back = LogEntry::decode(&e.encode()).unwrap();
+    assert_eq!(back, e);
+    let mut t = DataTree::new();
+    t.apply(&back.hdr, &back.txn);
+    assert_eq!(t.get("/n").unwrap().data, None);
+    assert_eq!(t.get("/n").unwrap().stat.data_length, 0);
 }

@@ -13,7 +13,7 @@ fn e(zxid: i64) -> LogEntry {
         },
         txn: Txn::SetData {
             path: "/a".into(),
-            data: zxid.to_be_bytes().to_vec(),
+            data: Some(zxid.to_be_bytes().to_vec()),
             version: zxid as i32,
         },
     }

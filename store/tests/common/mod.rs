@@ -18,7 +18,7 @@ pub fn hdr(session_id: i64, zxid: i64, time_ms: i64) -> TxnHeader {
 pub fn create(path: &str, data: &[u8], owner: i64, parent_cversion: i32) -> Txn {
     Txn::Create {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open_unsafe(),
         ephemeral_owner: owner,
         parent_cversion,
@@ -176,7 +176,7 @@ pub fn prep(tree: &DataTree, op: &Op) -> (i64, Txn) {
                 0,
                 Txn::SetData {
                     path: p.clone(),
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     version: v,
                 },
             )
@@ -221,7 +221,7 @@ pub fn prep(tree: &DataTree, op: &Op) -> (i64, Txn) {
                 },
                 Txn::SetData {
                     path: p.clone(),
-                    data: b"multi".to_vec(),
+                    data: Some(b"multi".to_vec()),
                     version: st.version + 1,
                 },
             ];
@@ -238,7 +238,7 @@ pub fn prep(tree: &DataTree, op: &Op) -> (i64, Txn) {
 }
 
 /// Every node's path, stat, data and ACL, for readable equality failures.
-pub fn dump(tree: &DataTree) -> Vec<(String, corral_proto::Stat, Vec<u8>, Vec<Acl>)> {
+pub fn dump(tree: &DataTree) -> Vec<(String, corral_proto::Stat, Option<Vec<u8>>, Vec<Acl>)> {
     let mut v = Vec::new();
     tree.for_each_node(|p, n| v.push((p.to_string(), n.stat, n.data.clone(), n.acl.to_vec())));
     v
