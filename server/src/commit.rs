@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_auth::Principal;
-use corral_proto::{ErrorCode, Request};
+use corral_proto::{ErrorCode, MultiOp, Request};
 use corral_store::{LogEntry, Txn, TxnHeader, TxnLog};
 use tokio::sync::oneshot;
 
@@ -375,7 +375,16 @@ fn snapshot_and_purge(shared: &Shared) -> Option<i64> {
 /// The reply shape a client expects for this request.
 pub fn shape_of(req: &Request) -> ReplyShape {
     match req {
-        Request::Multi(ops) => ReplyShape::Multi(ops.iter().map(|o| o.opcode()).collect()),
+        Request::Multi(ops) => ReplyShape::Multi(
+            ops.iter()
+                .map(|o| match o {
+                    MultiOp::Create(code, c) => {
+                        crate::prep::multi_create(*code, c).map_or(*code, |n| n.opcode())
+                    }
+                    other => other.opcode(),
+                })
+                .collect(),
+        ),
         other => ReplyShape::Op(other.opcode()),
     }
 }

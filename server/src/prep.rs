@@ -331,6 +331,17 @@ impl<'a> Prep<'a> {
     /// Multi: every op is prepped in order against the overlay; on the first
     /// failure the overlay is rolled back and the rest become RuntimeInconsistency.
     fn multi(&mut self, ops: &[MultiOp]) -> Txn {
+        let mut normalized = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                MultiOp::Create(code, c) => match multi_create(*code, c) {
+                    Some(x) => normalized.push(x),
+                    None => return Txn::Error(ErrorCode::MarshallingError.code()),
+                },
+                other => normalized.push(other.clone()),
+            }
+        }
+        let ops = &normalized;
         let saved = self.pending.clone();
         let mut txns = Vec::with_capacity(ops.len());
         let mut failed = false;
@@ -376,6 +387,30 @@ impl<'a> Prep<'a> {
         }
         Txn::CloseSession
     }
+}
+
+/// How ZooKeeper re-reads a create inside a multi: the op type follows the
+/// flags, not the wire opcode (create2 answers like create, unknown flags mean
+/// persistent, a createTTL without a TTL mode is a plain create). `None`: a
+/// non-TTL opcode with TTL flags, which ZooKeeper fails as a marshalling error.
+pub fn multi_create(code: OpCode, c: &CreateRequest) -> Option<MultiOp> {
+    let mode = CreateMode::from_flags(c.flags).unwrap_or(CreateMode::Persistent);
+    let op = if mode.is_ttl() {
+        if code != OpCode::CreateTtl {
+            return None;
+        }
+        OpCode::CreateTtl
+    } else if mode.is_container() {
+        OpCode::CreateContainer
+    } else {
+        OpCode::Create
+    };
+    let mut c = c.clone();
+    c.flags = mode.flags();
+    if op != OpCode::CreateTtl {
+        c.ttl = -1;
+    }
+    Some(MultiOp::Create(op, c))
 }
 
 /// ZooKeeper's TTL rules: TTL modes need a TTL in range; other modes must not carry one.

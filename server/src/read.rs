@@ -31,7 +31,8 @@ impl ReadCtx<'_> {
             return (0, Err(ErrorCode::SystemError));
         };
         let zxid = tree.last_zxid();
-        let r = match req {
+        let aliased = root_alias(req);
+        let r = match aliased.as_ref() {
             Request::Exists(p) => self.exists(&tree, &p.path, p.watch),
             Request::GetData(p) => self.get_data(&tree, &p.path, p.watch),
             Request::GetChildren(p) => self
@@ -58,16 +59,12 @@ impl ReadCtx<'_> {
         }
     }
 
+    /// exists checks no ACL, as in ZooKeeper 3.8: existence and Stat are not protected.
     fn exists(&self, tree: &DataTree, path: &str, watch: bool) -> ReadResult {
         if path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
         let node = tree.get(path);
-        if let Some(n) = node {
-            if !allowed(&n.acl, perms::READ, self.principals) {
-                return Err(ErrorCode::NoAuth);
-            }
-        }
         if watch {
             self.watch(path, WatchKind::Data);
         }
@@ -177,6 +174,26 @@ impl ReadCtx<'_> {
         self.watch(path, kind);
         Ok(Response::Number(0))
     }
+}
+
+/// ZooKeeper keys its root as "", so reads of "" see "/"; clients can tell.
+fn root_alias(req: &Request) -> std::borrow::Cow<'_, Request> {
+    use corral_proto::request::PathWatch;
+    let fix = |p: &PathWatch| PathWatch {
+        path: "/".into(),
+        watch: p.watch,
+    };
+    std::borrow::Cow::Owned(match req {
+        Request::Exists(p) if p.path.is_empty() => Request::Exists(fix(p)),
+        Request::GetData(p) if p.path.is_empty() => Request::GetData(fix(p)),
+        Request::GetChildren(p) if p.path.is_empty() => Request::GetChildren(fix(p)),
+        Request::GetChildren2(p) if p.path.is_empty() => Request::GetChildren2(fix(p)),
+        Request::GetAcl(p) if p.is_empty() => Request::GetAcl("/".into()),
+        Request::GetAllChildrenNumber(p) if p.is_empty() => {
+            Request::GetAllChildrenNumber("/".into())
+        }
+        _ => return std::borrow::Cow::Borrowed(req),
+    })
 }
 
 /// setWatches: re-arms watches after a reconnect, firing what the client missed since `relative_zxid`.
