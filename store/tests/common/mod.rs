@@ -238,7 +238,10 @@ pub fn prep(tree: &DataTree, op: &Op) -> (i64, Txn) {
 }
 
 /// Every node's path, stat, data and ACL, for readable equality failures.
-pub fn dump(tree: &DataTree) -> Vec<(String, corral_proto::Stat, Option<Vec<u8>>, Vec<Acl>)> {
+/// One node of a dump: path, stat, data, ACL.
+pub type DumpRow = (String, corral_proto::Stat, Option<Vec<u8>>, Vec<Acl>);
+
+pub fn dump(tree: &DataTree) -> Vec<DumpRow> {
     let mut v = Vec::new();
     tree.for_each_node(|p, n| v.push((p.to_string(), n.stat, n.data.clone(), n.acl.to_vec())));
     v
