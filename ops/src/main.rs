@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod client;
 mod serve;
 
 #[derive(Parser)]
@@ -35,6 +37,8 @@ enum Cmd {
         /// The password (read from stdin when absent).
         password: Option<String>,
     },
+    /// Drive a ZooKeeper-compatible server with a workload and print throughput and latency.
+    Bench(bench::BenchArgs),
     /// Send a four-letter word and print the answer.
     Fourlw {
         word: String,
@@ -49,6 +53,13 @@ fn main() -> ExitCode {
         Cmd::Serve { config, zoo_cfg } => serve::run(config, zoo_cfg),
         Cmd::HashPassword { password } => hash_password(password),
         Cmd::Fourlw { word, server } => fourlw(&word, server),
+        Cmd::Bench(args) => match bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("corral bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -108,7 +108,12 @@ pub struct SledTxnLog {
 impl SledTxnLog {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new().path(dir).open()?;
+        // sled's default page cache is 1 GiB; the log is written once and read
+        // only at recovery, so a small cache keeps RSS close to the tree's own.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
         let log = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let mut me = SledTxnLog {
@@ -129,6 +134,9 @@ impl SledTxnLog {
         Ok(me)
     }
 }
+
+/// sled's page cache bound for the txn log.
+pub const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl TxnLog for SledTxnLog {
     fn append(&mut self, entries: &[LogEntry]) -> Result<(), StoreError> {
