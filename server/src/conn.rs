@@ -403,7 +403,7 @@ async fn to_item(
 ) -> Option<Item> {
     Some(match req {
         Request::Ping => Item::Frame(ping_frame(shared.last_zxid())),
-        Request::Auth(a) => auth_item(shared, handle, &a),
+        Request::Auth(a) => auth_item(handle, xid, &a, &shared.supers),
         Request::SetWatches(sw) | Request::SetWatches2(sw) => Item::SetWatches { xid, sw },
         Request::CheckWatches(c) => Item::Watches {
             xid,
@@ -454,8 +454,15 @@ async fn to_item(
     })
 }
 
-fn auth_item(shared: &Shared, handle: &ConnHandle, a: &corral_proto::request::AuthPacket) -> Item {
-    match corral_auth::add_auth(&a.scheme, &a.auth, handle.remote.ip(), &shared.supers) {
+/// ZooKeeper answers auth with the request's own xid (the Java client always
+/// sends -4, other clients a normal xid) and zxid 0.
+fn auth_item(
+    handle: &ConnHandle,
+    xid: i32,
+    a: &corral_proto::request::AuthPacket,
+    supers: &corral_auth::SuperUsers,
+) -> Item {
+    match corral_auth::add_auth(&a.scheme, &a.auth, handle.remote.ip(), supers) {
         AuthOutcome::Added(ids) => {
             if let Ok(mut p) = handle.principals.lock() {
                 let mut v: Vec<Principal> = p.as_ref().clone();
@@ -466,14 +473,14 @@ fn auth_item(shared: &Shared, handle: &ConnHandle, a: &corral_proto::request::Au
                 }
                 *p = Arc::new(v);
             }
-            Item::Frame(reply_frame(xid::AUTH, shared.last_zxid(), 0, None))
+            Item::Frame(reply_frame(xid, 0, 0, None))
         }
         AuthOutcome::Failed => {
             tracing::info!(peer = %handle.remote, scheme = %a.scheme, "auth failed");
             let mut w = Writer::framed();
             ReplyHeader {
-                xid: xid::AUTH,
-                zxid: shared.last_zxid(),
+                xid,
+                zxid: 0,
                 err: ErrorCode::AuthFailed.code(),
             }
             .write(&mut w);

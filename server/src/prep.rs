@@ -425,3 +425,227 @@ fn validate_ttl(mode: CreateMode, ttl: i64) -> PrepResult<Option<i64>> {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_proto::request::CreateRequest;
+    use corral_store::TxnHeader;
+
+    const OPTS: PrepOptions = PrepOptions { ttl_enabled: true };
+
+    fn create(path: &str, flags: i32) -> Request {
+        Request::Create(
+            OpCode::Create,
+            CreateRequest {
+                path: path.into(),
+                data: Some(b"d".to_vec()),
+                acl: Acl::open_unsafe(),
+                flags,
+                ttl: -1,
+            },
+        )
+    }
+
+    /// Preps `reqs` in one batch (no apply in between), as group commit does.
+    fn prep_batch(tree: &DataTree, session: i64, reqs: &[Request]) -> Vec<Txn> {
+        let mut pending = Pending::new();
+        let principals = corral_auth::connect_principals("127.0.0.1".parse().unwrap());
+        reqs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Prep {
+                    tree,
+                    pending: &mut pending,
+                    opts: &OPTS,
+                    session_id: session,
+                    principals: &principals,
+                    zxid: 100 + i as i64,
+                    time_ms: 1,
+                }
+                .request(r.opcode(), r)
+            })
+            .collect()
+    }
+
+    fn apply_all(tree: &mut DataTree, session: i64, txns: &[Txn]) {
+        for (i, t) in txns.iter().enumerate() {
+            let hdr = TxnHeader {
+                session_id: session,
+                cxid: i as i32,
+                zxid: tree.last_zxid() + 1,
+                time_ms: 1,
+            };
+            tree.apply(&hdr, t);
+        }
+    }
+
+    fn path_of(t: &Txn) -> &str {
+        match t {
+            Txn::Create { path, .. } => path,
+            other => panic!("expected a create, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pending_creates_see_each_other() {
+        // Goal: within one batch, sequence numbers advance and a second create of a path is NodeExists.
+        let tree = DataTree::new();
+        let txns = prep_batch(
+            &tree,
+            1,
+            &[
+                create("/q-", 2),
+                create("/q-", 2),
+                create("/a", 0),
+                create("/a", 0),
+            ],
+        );
+        assert_eq!(path_of(&txns[0]), "/q-0000000000");
+        assert_eq!(path_of(&txns[1]), "/q-0000000001");
+        assert_eq!(path_of(&txns[2]), "/a");
+        assert_eq!(txns[3], Txn::Error(ErrorCode::NodeExists.code()));
+    }
+
+    #[test]
+    fn sequence_numbers_count_creates_not_deletes() {
+        // Goal: the suffix comes from the persisted cversion, which deletes do not lower.
+        let mut tree = DataTree::new();
+        let t = prep_batch(&tree, 1, &[create("/p", 0)]);
+        apply_all(&mut tree, 1, &t);
+        let t = prep_batch(&tree, 1, &[create("/p/s-", 2)]);
+        apply_all(&mut tree, 1, &t);
+        let del = Request::Delete(corral_proto::request::DeleteRequest {
+            path: "/p/s-0000000000".into(),
+            version: -1,
+        });
+        let t = prep_batch(&tree, 1, &[del]);
+        apply_all(&mut tree, 1, &t);
+        let t = prep_batch(&tree, 1, &[create("/p/s-", 2)]);
+        assert_eq!(path_of(&t[0]), "/p/s-0000000001");
+    }
+
+    #[test]
+    fn ephemerals_cannot_have_children_even_when_pending() {
+        // Goal: a child of an ephemeral created earlier in the same batch is refused.
+        let tree = DataTree::new();
+        let t = prep_batch(&tree, 7, &[create("/e", 1), create("/e/c", 0)]);
+        assert!(matches!(
+            t[0],
+            Txn::Create {
+                ephemeral_owner: 7,
+                ..
+            }
+        ));
+        assert_eq!(t[1], Txn::Error(ErrorCode::NoChildrenForEphemerals.code()));
+    }
+
+    #[test]
+    fn failed_multi_rolls_back_its_pending_changes() {
+        // Goal: after a failed multi, a later request does not see the multi's creates.
+        let tree = DataTree::new();
+        let multi = Request::Multi(vec![
+            MultiOp::Create(
+                OpCode::Create,
+                CreateRequest {
+                    path: "/m".into(),
+                    data: None,
+                    acl: Acl::open_unsafe(),
+                    flags: 0,
+                    ttl: -1,
+                },
+            ),
+            MultiOp::Check(CheckVersionRequest {
+                path: "/missing".into(),
+                version: 0,
+            }),
+            MultiOp::Delete(DeleteRequest {
+                path: "/m".into(),
+                version: -1,
+            }),
+        ]);
+        let t = prep_batch(&tree, 1, &[multi, create("/m", 0)]);
+        match &t[0] {
+            Txn::Multi(sub) => {
+                assert!(matches!(sub[0], Txn::Create { .. }));
+                assert_eq!(sub[1], Txn::Error(ErrorCode::NoNode.code()));
+                assert_eq!(sub[2], Txn::Error(ErrorCode::RuntimeInconsistency.code()));
+            }
+            other => panic!("expected a multi, got {other:?}"),
+        }
+        assert_eq!(path_of(&t[1]), "/m");
+    }
+
+    #[test]
+    fn version_checks_and_version_wrap() {
+        // Goal: BadVersion on mismatch; -1 skips the check; versions never become -1.
+        assert_eq!(check_version(3, 2), Err(ErrorCode::BadVersion));
+        assert_eq!(check_version(3, -1), Ok(4));
+        assert_eq!(check_version(3, 3), Ok(4));
+        assert_eq!(check_version(-2, -1), Ok(0));
+        assert_eq!(check_version(i32::MAX, -1), Ok(i32::MIN));
+    }
+
+    #[test]
+    fn close_session_hides_pending_ephemerals() {
+        // Goal: after a pending closeSession, the session's new ephemeral path is free again.
+        let tree = DataTree::new();
+        let principals = corral_auth::connect_principals("127.0.0.1".parse().unwrap());
+        let mut pending = Pending::new();
+        let mut prep = |session: i64, zxid: i64, r: &Request| {
+            Prep {
+                tree: &tree,
+                pending: &mut pending,
+                opts: &OPTS,
+                session_id: session,
+                principals: &principals,
+                zxid,
+                time_ms: 1,
+            }
+            .request(r.opcode(), r)
+        };
+        assert!(matches!(
+            prep(5, 1, &create("/lock", 1)),
+            Txn::Create { .. }
+        ));
+        assert_eq!(prep(5, 2, &Request::CloseSession), Txn::CloseSession);
+        assert!(matches!(
+            prep(6, 3, &create("/lock", 1)),
+            Txn::Create { .. }
+        ));
+    }
+
+    #[test]
+    fn creates_inside_multi_follow_their_flags() {
+        // Goal: ZooKeeper re-reads multi creates by flags: create2 answers as create, TTL flags need createTTL.
+        let c = |flags: i32, ttl: i64| CreateRequest {
+            path: "/x".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags,
+            ttl,
+        };
+        let op = |m: Option<MultiOp>| m.map(|m| m.opcode());
+        assert_eq!(
+            op(multi_create(OpCode::Create2, &c(0, -1))),
+            Some(OpCode::Create)
+        );
+        assert_eq!(
+            op(multi_create(OpCode::Create, &c(4, -1))),
+            Some(OpCode::CreateContainer)
+        );
+        assert_eq!(
+            op(multi_create(OpCode::CreateTtl, &c(5, 10))),
+            Some(OpCode::CreateTtl)
+        );
+        assert_eq!(
+            op(multi_create(OpCode::CreateTtl, &c(1, 10))),
+            Some(OpCode::Create)
+        );
+        assert_eq!(op(multi_create(OpCode::Create, &c(5, -1))), None);
+        assert_eq!(
+            op(multi_create(OpCode::Create, &c(42, -1))),
+            Some(OpCode::Create)
+        );
+    }
+}
