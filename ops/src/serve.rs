@@ -24,6 +24,12 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if cfg.servers.len() > 1 {
+        tracing::warn!(
+            servers = cfg.servers.len(),
+            "server.N lines name an ensemble, but this build runs a single node; serving standalone"
+        );
+    }
     let opts = options(&cfg);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
