@@ -11,9 +11,6 @@ use common::{client, code, create_req, ephemeral, persistent, within, Raw, TestN
 use corral_proto::{OpCode, Request, Response};
 use zookeeper_client as zk;
 
-const CONTAINER_OWNER: i64 = i64::MIN;
-const TTL_MASK: i64 = 0xff00_0000_0000_0000_u64 as i64;
-
 #[test]
 fn create2_persistent_returns_a_complete_stat() {
     // Goal: create2 of a persistent node returns a Stat ZooKeeper would give, and getData agrees.
@@ -116,24 +113,25 @@ fn sequential_names_use_ten_digits_from_parent_cversion() {
 }
 
 #[test]
-fn container_and_ttl_nodes_report_their_owner_marks() {
-    // Goal: container and TTL nodes carry ZooKeeper's ephemeralOwner encodings; TTL-sequential gets a suffix.
+fn container_and_ttl_nodes_show_no_owner_to_clients() {
+    // Goal: container and TTL nodes are created (TTL-sequential with a suffix) and, as in ZooKeeper, report ephemeralOwner 0.
     common::run(async {
         let node = TestNode::start();
         let c = client(&node).await;
         let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
         let (st, _) = c.create("/box", b"", &container).await.unwrap();
-        assert_eq!(st.ephemeral_owner, CONTAINER_OWNER);
+        assert_eq!(st.ephemeral_owner, 0);
         let ttl = persistent().with_ttl(Duration::from_secs(100));
         let (st, _) = c.create("/ttl", b"t", &ttl).await.unwrap();
-        assert_eq!(st.ephemeral_owner, TTL_MASK | 100_000);
+        assert_eq!(st.ephemeral_owner, 0);
+        assert_eq!(c.get_data("/ttl").await.unwrap().1.ephemeral_owner, 0);
         assert_eq!(c.get_data("/ttl").await.unwrap().0, b"t");
         let ttl_seq = zk::CreateMode::PersistentSequential
             .with_acls(zk::Acls::anyone_all())
             .with_ttl(Duration::from_secs(50));
         let (st, seq) = c.create("/box/t-", b"", &ttl_seq).await.unwrap();
         assert_eq!(seq.to_string(), "0000000000");
-        assert_eq!(st.ephemeral_owner, TTL_MASK | 50_000);
+        assert_eq!(st.ephemeral_owner, 0);
         assert!(c.check_stat("/box/t-0000000000").await.unwrap().is_some());
     });
 }
@@ -241,6 +239,8 @@ fn get_children_and_children2_report_the_parent_stat() {
         assert_eq!(kids3.len(), 2);
         assert_eq!(st2.num_children, 2);
         assert!(st2.pzxid > st.pzxid, "delete moves pzxid");
+        // ZooKeeper shows cversion as 2 * creates - children: a delete counts too.
+        assert_eq!(st2.cversion, 4);
         assert_eq!(st2.mzxid, st.mzxid, "child changes leave mzxid alone");
         assert_eq!(
             c.list_children("/nope").await.unwrap_err(),

@@ -195,8 +195,7 @@ fn node_thread(
                 corral_auth::SuperUsers::new(&[], Some(SUPER_DIGEST)).expect("super users");
             match Node::start(opts.clone(), supers).await {
                 Ok(n) => break n,
-                Err(e) if start.elapsed() < Duration::from_secs(8) => {
-                    let _ = e;
+                Err(_) if start.elapsed() < Duration::from_secs(8) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => {
@@ -219,12 +218,15 @@ fn node_thread(
 
 /// A `zookeeper-client` session with a 6 s timeout.
 pub async fn client(node: &TestNode) -> zk::Client {
-    connect_with(node, zk::Client::connector()).await
+    connect_with(
+        node,
+        zk::Client::connector().with_session_timeout(Duration::from_secs(6)),
+    )
+    .await
 }
 
-/// Connects with a prepared connector, bounded by [`STEP`].
+/// Connects with a prepared connector (6 s session unless it says otherwise), bounded by [`STEP`].
 pub async fn connect_with(node: &TestNode, connector: zk::Connector) -> zk::Client {
-    let connector = connector.with_session_timeout(Duration::from_secs(6));
     within("connect", connector.connect(&node.connect_string()))
         .await
         .expect("connect")
@@ -361,15 +363,20 @@ impl Raw {
 
     /// True once the server has closed this connection (EOF or reset), within [`STEP`].
     pub async fn closed_by_server(&mut self) -> bool {
-        let mut buf = [0u8; 1024];
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(_)) => continue,
-                Err(_) => return false,
-            }
+        closed_by_server(&mut self.stream).await
+    }
+}
+
+/// True once the server has closed `s` (EOF or reset), within [`STEP`].
+pub async fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + STEP;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
         }
     }
 }
