@@ -24,6 +24,10 @@ pub enum Workload {
     Mix,
     /// create `count` persistent znodes of `size` bytes (for memory measurements).
     Load,
+    /// `sessions` watchers on one node; time from setData to the last notification.
+    WatchFanout,
+    /// Open and close sessions as fast as possible (`sessions` in parallel).
+    SessionStorm,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -87,6 +91,11 @@ async fn ensure(c: &mut Client, path: &str, data: Vec<u8>) -> Result<()> {
 }
 
 async fn run_async(args: BenchArgs) -> Result<()> {
+    match args.workload {
+        Workload::WatchFanout => return watch_fanout(&args).await,
+        Workload::SessionStorm => return session_storm(&args).await,
+        _ => {}
+    }
     let mut setup = Client::connect(args.server, 30_000).await?;
     ensure(&mut setup, &args.root, Vec::new()).await?;
     let run_root = format!("{}/{}", args.root, std::process::id());
@@ -152,6 +161,7 @@ fn next_request(args: &BenchArgs, base: &str, i: u64, data: &[u8]) -> Request {
                 ttl: -1,
             },
         ),
+        Workload::WatchFanout | Workload::SessionStorm => get(),
         Workload::CreateDelete => Request::Create(
             OpCode::Create,
             CreateRequest {
@@ -255,4 +265,115 @@ fn report(args: &BenchArgs, r: &mut SessionResult, secs: f64) {
             args.workload, r.ops, secs, tput, r.errors, p50, p99, p999
         );
     }
+}
+
+/// Each round: every watcher arms a data watch, one setData fires them all,
+/// and the round's latency is the time until the last watcher is notified.
+async fn watch_fanout(args: &BenchArgs) -> Result<()> {
+    let mut setter = Client::connect(args.server, 30_000).await?;
+    ensure(&mut setter, &args.root, Vec::new()).await?;
+    let node = format!("{}/fanout-{}", args.root, std::process::id());
+    ensure(&mut setter, &node, Vec::new()).await?;
+    let mut watchers = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        watchers.push(Client::connect(args.server, 30_000).await?);
+    }
+    let watch = Request::GetData(PathWatch {
+        path: node.clone(),
+        watch: true,
+    });
+    let data = vec![b'x'; args.size];
+    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
+    let start = Instant::now();
+    let mut res = SessionResult {
+        ops: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+    };
+    while Instant::now() < deadline {
+        for w in watchers.iter_mut() {
+            w.call(&watch).await?;
+        }
+        let fired = Instant::now();
+        let reply = setter
+            .call(&Request::SetData(SetDataRequest {
+                path: node.clone(),
+                data: Some(data.clone()),
+                version: -1,
+            }))
+            .await?;
+        if reply.header.err != 0 {
+            res.errors += 1;
+        }
+        let waits = watchers.iter_mut().map(|w| w.next_event());
+        for r in await_all(waits).await {
+            r?;
+        }
+        res.latencies_us
+            .push(fired.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        res.ops += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    report(args, &mut res, secs);
+    for w in watchers {
+        w.close().await?;
+    }
+    setter.close().await?;
+    Ok(())
+}
+
+/// Awaits each future in turn; the events arrive independently, so this ends at the last arrival.
+async fn await_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    for f in set {
+        out.push(f.await);
+    }
+    out
+}
+
+/// Connects and closes sessions for the whole duration; latency is connect + close.
+async fn session_storm(args: &BenchArgs) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.sessions {
+        let server = args.server;
+        tasks.push(tokio::spawn(async move {
+            let mut r = SessionResult {
+                ops: 0,
+                errors: 0,
+                latencies_us: Vec::new(),
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match Client::connect(server, 30_000).await {
+                    Ok(c) => {
+                        c.close().await?;
+                        r.ops += 1;
+                    }
+                    Err(_) => r.errors += 1,
+                }
+                r.latencies_us
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            anyhow::Ok(r)
+        }));
+    }
+    let mut all = SessionResult {
+        ops: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+    };
+    for t in tasks {
+        let r = t.await??;
+        all.ops += r.ops;
+        all.errors += r.errors;
+        all.latencies_us.extend(r.latencies_us);
+    }
+    report(args, &mut all, start.elapsed().as_secs_f64());
+    Ok(())
 }

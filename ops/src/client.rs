@@ -116,6 +116,18 @@ impl Client {
         }
     }
 
+    /// Waits for the next watch notification, skipping replies and pings.
+    pub async fn next_event(&mut self) -> Result<corral_proto::WatcherEvent> {
+        loop {
+            let body = read_frame(&mut self.rd).await?;
+            let mut r = Reader::new(&body);
+            let header = ReplyHeader::read(&mut r)?;
+            if header.xid == xid::NOTIFICATION {
+                return Ok(corral_proto::WatcherEvent::read(&mut r)?);
+            }
+        }
+    }
+
     /// One request, one reply.
     pub async fn call(&mut self, req: &Request) -> Result<Reply> {
         let (_, op) = self.send(req).await?;
