@@ -467,6 +467,7 @@ pub fn purge_snapshots(dir: &Path, retain: usize) -> Result<Vec<i64>, StoreError
 ///
 /// Fails if the log was purged past that point (the txns in between are gone).
 pub fn recover(snap_dir: &Path, log: &dyn TxnLog) -> Result<DataTree, StoreError> {
+    remove_partial_snapshots(snap_dir);
     // No snapshot: a fresh tree (`DataTree::default()`) at zxid 0.
     let (start, mut tree) = load_latest_snapshot(snap_dir)?.unwrap_or_default();
     if let Some(v) = log.get_meta(PURGED_THROUGH_KEY)? {
@@ -490,4 +491,25 @@ pub fn recover(snap_dir: &Path, log: &dyn TxnLog) -> Result<DataTree, StoreError
         tree.apply(&e.hdr, &e.txn);
     }
     Ok(tree)
+}
+
+/// Deletes `snapshot.*.tmp` files left by a crash mid-write. They never
+/// count as snapshots; without this they would pile up across crashes.
+pub fn remove_partial_snapshots(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PREFIX) && name.ends_with(".tmp") {
+            match fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %name, "removed a partial snapshot left by a crash")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %name, error = %err, "could not remove a partial snapshot")
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 // Default: 3 seeds x 2000 ops, corral (left) vs ZooKeeper (right), fresh servers per seed.
 // Bigger runs: CORRAL_DIFF_SEEDS=8 CORRAL_DIFF_OPS=5000. Replay: CORRAL_DIFF_SEED=<n>.
 // Harness self-check: CORRAL_DIFF_LEFT=zk runs ZooKeeper against ZooKeeper.
+// What is compared, and the ZooKeeper 3.8.0 bugs the generator avoids: docs/compatibility.md.
 
 use corral_tests::diff::{self, DiffConfig};
 use corral_tests::require_zk;

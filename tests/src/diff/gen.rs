@@ -6,15 +6,17 @@
 //! them, and TTLs are at least an hour: so no server's background reaper ever has
 //! work during a run, and both servers see exactly the same sequence of txns.
 
+use super::watches::{WatchAdd, WatchModel};
 use corral_proto::opcode::{add_watch_mode, perms, watcher_type};
 use corral_proto::request::{
     AddWatchRequest, AuthPacket, CheckVersionRequest, CreateRequest, DeleteRequest, PathWatch,
     ReconfigRequest, SetAclRequest, SetDataRequest, SetWatches, WatchesRequest,
 };
-use corral_proto::{Acl, MultiOp, OpCode, Request};
+use corral_proto::{Acl, MultiOp, OpCode, Request, WatcherEvent};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 
 /// Digest ids as ZooKeeper writes them: `user:base64(sha1(user:password))`.
 pub const ALICE: (&str, &str) = ("alice:alice-pw", "alice:SQICbGEP3vUd4FffsXSLZ8/1XtI=");
@@ -239,6 +241,21 @@ impl Default for Weights {
     }
 }
 
+/// The watches a setWatches request would add, in the order ZooKeeper applies them.
+fn set_watches_adds(w: &SetWatches) -> Vec<(&str, WatchAdd)> {
+    let lists: [(&Vec<String>, WatchAdd); 5] = [
+        (&w.data_watches, WatchAdd::Data),
+        (&w.exist_watches, WatchAdd::Data),
+        (&w.child_watches, WatchAdd::Child),
+        (&w.persistent_watches, WatchAdd::Persistent),
+        (&w.persistent_recursive_watches, WatchAdd::Recursive),
+    ];
+    lists
+        .iter()
+        .flat_map(|(l, add)| l.iter().map(move |p| (p.as_str(), *add)))
+        .collect()
+}
+
 const L1: [&str; 3] = ["a", "b", "c"];
 const L2: [&str; 2] = ["x", "y"];
 const L3: [&str; 2] = ["p", "q"];
@@ -252,6 +269,11 @@ pub struct Gen {
     weights: Weights,
     created_seq: Vec<String>,
     step: u64,
+    watches: WatchModel,
+    /// Per slot: the digest identities its current connection may hold (addauth).
+    auths: Vec<BTreeSet<Vec<u8>>>,
+    /// The slot the op being generated runs on.
+    cur: usize,
 }
 
 impl Gen {
@@ -263,6 +285,66 @@ impl Gen {
             weights,
             created_seq: Vec::new(),
             step: 0,
+            watches: WatchModel::new(sessions),
+            auths: vec![BTreeSet::new(); sessions],
+            cur: 0,
+        }
+    }
+
+    /// Feeds back what the reference server did with `op`: `err` is its reply's error
+    /// code (None if there was no reply), `events[s]` what session slot `s` received.
+    pub fn observe(&mut self, op: &Op, err: Option<i32>, events: &[Vec<WatcherEvent>]) {
+        let accepted = err == Some(0);
+        match op {
+            Op::Req { s, req } => {
+                let s = *s;
+                // exists sets its watch on a missing node too; a getData/getChildren
+                // NoNode does not, but assuming it did only makes the model stricter.
+                let set = accepted || err == Some(corral_proto::ErrorCode::NoNode.code());
+                match req {
+                    Request::Exists(pw) | Request::GetData(pw) if pw.watch && set => {
+                        self.watches.added(s, &pw.path, WatchAdd::Data)
+                    }
+                    Request::GetChildren(pw) | Request::GetChildren2(pw) if pw.watch && set => {
+                        self.watches.added(s, &pw.path, WatchAdd::Child)
+                    }
+                    Request::AddWatch(a) if accepted => {
+                        let add = if a.mode == add_watch_mode::PERSISTENT {
+                            WatchAdd::Persistent
+                        } else {
+                            WatchAdd::Recursive
+                        };
+                        self.watches.added(s, &a.path, add);
+                    }
+                    Request::RemoveWatches(w) if accepted => {
+                        self.watches.removed(s, &w.path, w.watcher_type)
+                    }
+                    Request::Auth(a) if accepted => {
+                        self.auths[s].insert(a.auth.clone());
+                    }
+                    _ => {}
+                }
+            }
+            Op::SetWatches { s, watches, .. } => {
+                if accepted {
+                    for (path, add) in set_watches_adds(watches) {
+                        self.watches.added(*s, path, add);
+                    }
+                }
+                // setWatches may fire events at once without touching watches the
+                // session already held, so its events prove nothing: skip them.
+                return;
+            }
+            Op::Reopen { s } | Op::Reconnect { s, .. } => {
+                self.watches.forget_session(*s);
+                self.auths[*s].clear();
+            }
+            Op::Unknown { .. } => {}
+        }
+        for (s, evs) in events.iter().enumerate().take(self.sessions) {
+            for ev in evs {
+                self.watches.delivered(s, ev);
+            }
         }
     }
 
@@ -353,7 +435,11 @@ impl Gen {
         match self.rng.gen_range(0..100) {
             0..=64 => Acl::open_unsafe(),
             65..=67 => vec![Acl::new(READ, "world", "anyone")],
-            68..=72 => vec![Acl::new(ALL, "auth", "")],
+            // ZooKeeper 3.8 keeps a connection's identities in a hash set, so an
+            // `auth` ACL expands to several digest entries in hash order (not part of
+            // the contract): only expand it while the session has at most one identity.
+            68..=72 if self.auths[self.cur].len() < 2 => vec![Acl::new(ALL, "auth", "")],
+            68..=72 => vec![Acl::new(ALL, "digest", ALICE.1)],
             73..=78 => vec![Acl::new(ALL, "digest", ALICE.1)],
             79..=83 => vec![
                 Acl::new(READ | WRITE | CREATE, "digest", BOB.1),
@@ -438,12 +524,13 @@ impl Gen {
         }
     }
 
-    fn path_watch(&mut self) -> PathWatch {
+    /// A read that sets a standard watch 40% of the time, unless that watch would
+    /// replace a persistent one in ZooKeeper 3.8 (see [`super::watches`]).
+    fn path_watch(&mut self, s: usize, add: WatchAdd) -> PathWatch {
         let watch = self.pct(40);
-        PathWatch {
-            path: self.path(),
-            watch,
-        }
+        let path = self.path();
+        let watch = watch && !self.watches.add_conflicts(s, &path, add);
+        PathWatch { path, watch }
     }
 
     fn multi_op(&mut self) -> MultiOp {
@@ -588,10 +675,103 @@ impl Gen {
         (0..n).map(|_| self.path()).collect()
     }
 
+    /// addWatch on a path where it replaces no watch of another mode in ZooKeeper 3.8;
+    /// a plain exists if no such path turns up.
+    fn add_watch(&mut self, s: usize) -> Request {
+        let (mode, add) = if self.pct(50) {
+            (add_watch_mode::PERSISTENT, WatchAdd::Persistent)
+        } else {
+            (add_watch_mode::PERSISTENT_RECURSIVE, WatchAdd::Recursive)
+        };
+        let mut path = self.path();
+        for _ in 0..8 {
+            if !self.watches.add_conflicts(s, &path, add) {
+                return Request::AddWatch(AddWatchRequest { path, mode });
+            }
+            path = self.path();
+        }
+        Request::Exists(PathWatch { path, watch: false })
+    }
+
+    /// removeWatches / checkWatches where ZooKeeper 3.8 and 3.9 agree (see
+    /// [`super::watches`]); half the time on a path this session may watch, so both
+    /// answers (ok and NoWatcher) are exercised. A plain exists if none turns up.
+    fn watches_request(&mut self, s: usize, remove: bool) -> Request {
+        let own = self.watches.paths_of(s);
+        let mut path = self.path();
+        for _ in 0..8 {
+            let mut types = vec![
+                watcher_type::CHILDREN,
+                watcher_type::DATA,
+                watcher_type::ANY,
+            ];
+            if !own.is_empty() && self.pct(50) {
+                path = own[self.rng.gen_range(0..own.len())].clone();
+                // Mostly a type that matches what this session holds there.
+                let h = self.watches.held(s, &path);
+                if self.pct(75) {
+                    types = vec![watcher_type::ANY];
+                    if h.data || h.persistent {
+                        types.push(watcher_type::DATA);
+                    }
+                    if h.child || h.persistent {
+                        types.push(watcher_type::CHILDREN);
+                    }
+                }
+            }
+            let t = *types.choose(&mut self.rng).unwrap_or(&watcher_type::ANY);
+            let ok = if remove {
+                self.watches.remove_unambiguous(s, &path, t)
+            } else {
+                self.watches.check_unambiguous(s, &path, t)
+            };
+            if ok {
+                let wr = WatchesRequest {
+                    path,
+                    watcher_type: t,
+                };
+                return if remove {
+                    Request::RemoveWatches(wr)
+                } else {
+                    Request::CheckWatches(wr)
+                };
+            }
+            path = self.path();
+        }
+        Request::Exists(PathWatch { path, watch: false })
+    }
+
+    /// Drops setWatches entries that would replace a watch of another mode in
+    /// ZooKeeper 3.8, counting the entries kept before them in the same request.
+    fn without_mode_conflicts(&self, s: usize, w: SetWatches) -> SetWatches {
+        let mut planned = WatchModel::new(self.sessions);
+        let mut keep = |list: Vec<String>, add: WatchAdd| -> Vec<String> {
+            list.into_iter()
+                .filter(|p| {
+                    let merged = |m: &WatchModel| m.add_conflicts(s, p, add);
+                    if merged(&self.watches) || merged(&planned) {
+                        return false;
+                    }
+                    planned.added(s, p, add);
+                    true
+                })
+                .collect()
+        };
+        SetWatches {
+            relative_zxid: w.relative_zxid,
+            data_watches: keep(w.data_watches, WatchAdd::Data),
+            exist_watches: keep(w.exist_watches, WatchAdd::Data),
+            child_watches: keep(w.child_watches, WatchAdd::Child),
+            persistent_watches: keep(w.persistent_watches, WatchAdd::Persistent),
+            persistent_recursive_watches: keep(w.persistent_recursive_watches, WatchAdd::Recursive),
+        }
+    }
+
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
         self.step += 1;
         let s = self.rng.gen_range(0..self.sessions);
+        self.cur = s;
         let w = self.weights.clone();
         let table: [(u32, u8); 30] = [
             (w.create, 0),
@@ -642,20 +822,30 @@ impl Gen {
                 OpCode::CreateContainer,
                 self.create(OpCode::CreateContainer),
             ),
-            3 => Request::Create(OpCode::CreateTtl, self.create(OpCode::CreateTtl)),
+            3 => {
+                let mut c = self.create(OpCode::CreateTtl);
+                // ZooKeeper 3.8.0 passes a standalone createTTL with a non-TTL mode and a
+                // negative ttl to its log, where building the TTL owner throws and the
+                // whole server exits (a client can kill it). Such a request has no
+                // reference answer; the non-negative ttl still gets BadArguments there.
+                if !matches!(c.flags, 5 | 6) && c.ttl < 0 {
+                    c.ttl = 3_600_000;
+                }
+                Request::Create(OpCode::CreateTtl, c)
+            }
             4 => Request::Delete(DeleteRequest {
                 path: self.path(),
                 version: self.version(),
             }),
-            5 => Request::Exists(self.path_watch()),
-            6 => Request::GetData(self.path_watch()),
+            5 => Request::Exists(self.path_watch(s, WatchAdd::Data)),
+            6 => Request::GetData(self.path_watch(s, WatchAdd::Data)),
             7 => Request::SetData(SetDataRequest {
                 path: self.path(),
                 data: self.data(),
                 version: self.version(),
             }),
-            8 => Request::GetChildren(self.path_watch()),
-            9 => Request::GetChildren2(self.path_watch()),
+            8 => Request::GetChildren(self.path_watch(s, WatchAdd::Child)),
+            9 => Request::GetChildren2(self.path_watch(s, WatchAdd::Child)),
             10 => Request::GetAcl(self.path()),
             11 => {
                 let v = if self.pct(60) {
@@ -714,35 +904,9 @@ impl Gen {
                 Request::GetEphemerals(p[self.rng.gen_range(0..p.len())].clone())
             }
             17 => Request::GetAllChildrenNumber(self.parent_path()),
-            18 => {
-                let mode = if self.pct(50) {
-                    add_watch_mode::PERSISTENT
-                } else {
-                    add_watch_mode::PERSISTENT_RECURSIVE
-                };
-                Request::AddWatch(AddWatchRequest {
-                    path: self.path(),
-                    mode,
-                })
-            }
-            19 | 20 => {
-                let t = *[
-                    watcher_type::CHILDREN,
-                    watcher_type::DATA,
-                    watcher_type::ANY,
-                ]
-                .choose(&mut self.rng)
-                .unwrap_or(&watcher_type::ANY);
-                let wr = WatchesRequest {
-                    path: self.path(),
-                    watcher_type: t,
-                };
-                if kind == 19 {
-                    Request::RemoveWatches(wr)
-                } else {
-                    Request::CheckWatches(wr)
-                }
-            }
+            18 => self.add_watch(s),
+            19 => self.watches_request(s, true),
+            20 => self.watches_request(s, false),
             21 => Request::WhoAmI,
             22 => {
                 let who = match self.rng.gen_range(0..10) {
@@ -770,6 +934,7 @@ impl Gen {
                     persistent_watches: self.watch_list(1),
                     persistent_recursive_watches: self.watch_list(1),
                 };
+                let watches = self.without_mode_conflicts(s, watches);
                 return Op::SetWatches { s, offset, watches };
             }
             26 => return Op::Reopen { s },

@@ -172,12 +172,20 @@ fn who(v: &[ClientInfo]) -> Vec<String> {
     out
 }
 
+fn event(e: &WatcherEvent) -> String {
+    format!("{}/{}/{}", event_name(e.event_type), e.state, e.path)
+}
+
 pub fn events(evs: &[WatcherEvent]) -> String {
-    let v: Vec<String> = evs
-        .iter()
-        .map(|e| format!("{}/{}/{}", event_name(e.event_type), e.state, e.path))
-        .collect();
+    let v: Vec<String> = evs.iter().map(event).collect();
     format!("[{}]", v.join(", "))
+}
+
+/// Events as a sorted multiset, for a txn whose events have no contractual order.
+pub fn events_unordered(evs: &[WatcherEvent]) -> String {
+    let mut v: Vec<String> = evs.iter().map(event).collect();
+    v.sort();
+    format!("unordered [{}]", v.join(", "))
 }
 
 fn event_name(t: i32) -> String {
