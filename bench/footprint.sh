@@ -9,7 +9,7 @@ N=${1:-100000}
 SIZE=${2:-100}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p corral-ops
-BIN=$PWD/target/release/corral
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/corral
 WORK=$(mktemp -d /tmp/corral-footprint.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
