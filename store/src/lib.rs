@@ -32,6 +32,7 @@
 mod digest;
 pub mod disk;
 pub mod error;
+pub mod file_log;
 pub mod node;
 pub mod path;
 pub mod snapshot;
@@ -40,6 +41,7 @@ pub mod txn;
 
 pub use disk::{MemTxnLog, SledTxnLog, TxnLog};
 pub use error::StoreError;
+pub use file_log::FileTxnLog;
 pub use node::{ttl_owner, Node, NodeKind, CONTAINER_OWNER, MAX_TTL_MS};
 pub use path::{name, parent, validate_path};
 pub use snapshot::{load_latest_snapshot, purge_snapshots, recover, write_fuzzy_snapshot};
