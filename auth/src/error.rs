@@ -25,6 +25,12 @@ pub enum AuthError {
     /// The password hasher failed (it should not, with default parameters).
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
+    /// A client certificate corral cannot read an identity from.
+    #[error("bad certificate: {reason}")]
+    BadCertificate { reason: String },
+    /// An x509 mapping rule that is not `dn:`, `cn:`, `uri:`, `dns:` or `email:` + pattern.
+    #[error("invalid x509 rule {rule:?}: {reason}")]
+    InvalidX509Rule { rule: String, reason: String },
 }
 
 impl AuthError {
@@ -36,6 +42,8 @@ impl AuthError {
             AuthError::NoAuth => ErrorCode::NoAuth,
             AuthError::InvalidSuperUser { .. } => ErrorCode::BadArguments,
             AuthError::PasswordHash(_) => ErrorCode::SystemError,
+            AuthError::BadCertificate { .. } => ErrorCode::AuthFailed,
+            AuthError::InvalidX509Rule { .. } => ErrorCode::BadArguments,
         }
     }
 
@@ -68,5 +76,12 @@ mod tests {
             AuthError::PasswordHash("x".into()).code(),
             ErrorCode::SystemError
         );
+        let cert = AuthError::BadCertificate { reason: "r".into() };
+        assert_eq!(cert.code(), ErrorCode::AuthFailed);
+        let rule = AuthError::InvalidX509Rule {
+            rule: "x".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(rule.code(), ErrorCode::BadArguments);
     }
 }

@@ -18,9 +18,11 @@
 //!   `addauth digest` with the credentials of a configured super user
 //!   ([`SuperUsers`]): argon2 hashes ([`password`]), or one ZooKeeper-style digest
 //!   for drop-in compatibility. It never appears in an ACL.
-//! - **`x509`**: the subject DN of the TLS client certificate, added by the server at
-//!   the handshake. Matching is exact comparison of the id string; RFC 2253 DN
-//!   normalisation and SAN/CN mapping rules come later.
+//! - **`x509`**: the subject DN of the verified TLS client certificate, added by the
+//!   server at the handshake, written as Java's `X500Principal.getName()` writes it
+//!   (RFC 2253) so ACLs made for ZooKeeper's x509 provider carry over ([`x509`]).
+//!   Matching is exact comparison of the id string. [`X509Rule`]s (DN, CN, SAN
+//!   URI/DNS/email globs) map certificates to tenants.
 //!
 //! Nothing here does I/O or reads the clock. Argon2 salts come from the OS RNG, used
 //! only when hashing a new password (an operator action), never on a replicated path.
@@ -33,6 +35,7 @@ pub mod ip;
 pub mod password;
 pub mod scheme;
 pub mod superuser;
+pub mod x509;
 
 pub use acl::{check, fixup_acl, require};
 pub use digest::digest_id;
@@ -42,6 +45,7 @@ pub use ip::IpRange;
 pub use password::{hash_password, verify_password};
 pub use scheme::Scheme;
 pub use superuser::SuperUsers;
+pub use x509::{CertIdentity, X509Rule};
 
 /// An authenticated identity of a session (scheme + id), e.g. `("ip", "127.0.0.1")`,
 /// `("digest", "bob:base64sha1")`, `("super", "")`, `("x509", "CN=..")`.

@@ -69,6 +69,21 @@ pub struct Config {
     pub sync_limit: u32,
     /// One of trace, debug, info, warn, error.
     pub log_level: String,
+    /// Port of the TLS client listener (on `client_addr`); `None` means no TLS listener.
+    #[serde(deserialize_with = "de::opt_port")]
+    pub secure_client_port: Option<u16>,
+    /// PEM certificate chain of the TLS listener, leaf first (may also hold the key).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the TLS listener, unencrypted (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates are accepted.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `none`, `want` or `need`; `None` means `want` with a `tls_ca_file`, else `none`.
+    pub tls_client_auth: Option<String>,
+    /// How often the TLS files are checked for changes; 0 reloads only on SIGHUP.
+    pub tls_reload_interval_ms: u64,
+    /// Txn log engine: "file" (segmented files, the default) or "sled".
+    pub txn_log_engine: String,
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
@@ -118,6 +133,13 @@ impl Default for Config {
             init_limit: 10,
             sync_limit: 5,
             log_level: "info".to_string(),
+            secure_client_port: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_client_auth: None,
+            tls_reload_interval_ms: 5000,
+            txn_log_engine: "file".to_string(),
         }
     }
 }
@@ -145,6 +167,16 @@ impl Config {
     /// True when `four_letter_words` enables `word`.
     pub fn four_letter_word_enabled(&self, word: &str) -> bool {
         self.four_letter_words.iter().any(|w| w == "*" || w == word)
+    }
+
+    /// `tls_client_auth` with its default resolved: `want` when a CA bundle is
+    /// configured (clients may present a certificate), `none` otherwise.
+    pub fn tls_client_auth(&self) -> String {
+        match &self.tls_client_auth {
+            Some(mode) => mode.to_ascii_lowercase(),
+            None if self.tls_ca_file.is_some() => "want".to_string(),
+            None => "none".to_string(),
+        }
     }
 
     /// This node's own `servers` entry, if it runs in a cluster.
@@ -182,6 +214,13 @@ pub const KEYS: &[&str] = &[
     "init_limit",
     "sync_limit",
     "log_level",
+    "secure_client_port",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+    "tls_client_auth",
+    "tls_reload_interval_ms",
+    "txn_log_engine",
 ];
 
 #[cfg(test)]

@@ -15,6 +15,16 @@ pub(crate) fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D:
     port_from_i64(wide).map_err(de::Error::custom)
 }
 
+/// An optional TCP port, 1-65535.
+pub(crate) fn opt_port<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u16>, D::Error> {
+    let wide = Option::<i64>::deserialize(deserializer)?;
+    wide.map(port_from_i64)
+        .transpose()
+        .map_err(de::Error::custom)
+}
+
 /// The one place the port range is checked, shared with zoo.cfg and `validate`.
 pub(crate) fn port_from_i64(wide: i64) -> Result<u16, String> {
     match u16::try_from(wide) {

@@ -15,6 +15,9 @@ pub const FOUR_LETTER_WORDS: &[&str] = &[
     "crst", "srst", "dirs",
 ];
 
+/// Accepted `tls_client_auth` values.
+pub const TLS_CLIENT_AUTH_MODES: &[&str] = &["none", "want", "need"];
+
 /// Accepted `log_level` values.
 pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
 
@@ -41,6 +44,8 @@ const CHECKS: &[Check] = &[
     check_admin_addr,
     check_servers,
     check_log_level,
+    check_tls,
+    check_txn_log_engine,
 ];
 
 impl Config {
@@ -288,6 +293,23 @@ fn check_server_entry(s: &ServerEntry) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Accepted `txn_log_engine` values.
+pub const TXN_LOG_ENGINES: &[&str] = &["file", "sled"];
+
+fn check_txn_log_engine(c: &Config) -> Result<(), ConfigError> {
+    if !TXN_LOG_ENGINES.contains(&c.txn_log_engine.as_str()) {
+        return Err(ConfigError::invalid(
+            "txn_log_engine",
+            format!(
+                "'{}' is not an engine; use one of {}",
+                c.txn_log_engine,
+                TXN_LOG_ENGINES.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_log_level(c: &Config) -> Result<(), ConfigError> {
     if !LOG_LEVELS.contains(&c.log_level.as_str()) {
         return Err(ConfigError::invalid(
@@ -296,6 +318,60 @@ fn check_log_level(c: &Config) -> Result<(), ConfigError> {
                 "'{}' is not a level; use one of {}",
                 c.log_level,
                 LOG_LEVELS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_tls(c: &Config) -> Result<(), ConfigError> {
+    if let Some(mode) = &c.tls_client_auth {
+        if !TLS_CLIENT_AUTH_MODES.contains(&mode.to_ascii_lowercase().as_str()) {
+            return Err(ConfigError::invalid(
+                "tls_client_auth",
+                format!("'{mode}' is not one of none, want, need"),
+            ));
+        }
+    }
+    let Some(port) = c.secure_client_port else {
+        let set = [
+            ("tls_cert_file", c.tls_cert_file.is_some()),
+            ("tls_key_file", c.tls_key_file.is_some()),
+            ("tls_ca_file", c.tls_ca_file.is_some()),
+            ("tls_client_auth", c.tls_client_auth.is_some()),
+        ];
+        return match set.iter().find(|(_, is_set)| *is_set) {
+            Some((key, _)) => Err(ConfigError::invalid(
+                key,
+                "is set but secure_client_port is not; set secure_client_port to start the \
+                 TLS listener, or remove the key",
+            )),
+            None => Ok(()),
+        };
+    };
+    if port == c.client_port {
+        return Err(ConfigError::invalid(
+            "secure_client_port",
+            format!("{port} is also client_port; the TLS listener needs a port of its own"),
+        ));
+    }
+    for (key, value) in [
+        ("tls_cert_file", &c.tls_cert_file),
+        ("tls_key_file", &c.tls_key_file),
+    ] {
+        if value.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
+            return Err(ConfigError::invalid(
+                key,
+                "is required with secure_client_port: name a PEM file",
+            ));
+        }
+    }
+    let mode = c.tls_client_auth();
+    if mode != "none" && c.tls_ca_file.is_none() {
+        return Err(ConfigError::invalid(
+            "tls_client_auth",
+            format!(
+                "'{mode}' needs tls_ca_file, the CA bundle client certificates are checked against"
             ),
         ));
     }
@@ -415,6 +491,35 @@ mod tests {
                 Box::new(|c| c.servers = vec![server(2), server(3)]),
             ),
             ("log_level", Box::new(|c| c.log_level = "loud".into())),
+            (
+                "tls_client_auth",
+                Box::new(|c| c.tls_client_auth = Some("required".into())),
+            ),
+            (
+                "tls_cert_file",
+                Box::new(|c| c.tls_cert_file = Some("server.pem".into())),
+            ),
+            (
+                "tls_cert_file",
+                Box::new(|c| c.secure_client_port = Some(2281)),
+            ),
+            (
+                "secure_client_port",
+                Box::new(|c| {
+                    c.secure_client_port = Some(c.client_port);
+                    c.tls_cert_file = Some("s.pem".into());
+                    c.tls_key_file = Some("k.pem".into());
+                }),
+            ),
+            (
+                "tls_client_auth",
+                Box::new(|c| {
+                    c.secure_client_port = Some(2281);
+                    c.tls_cert_file = Some("s.pem".into());
+                    c.tls_key_file = Some("k.pem".into());
+                    c.tls_client_auth = Some("need".into());
+                }),
+            ),
         ];
         for (key, edit) in cases {
             let err = broken(edit);
@@ -490,6 +595,25 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn tls_listener_config_is_valid_and_defaults_client_auth() {
+        // Goal: port + cert + key is valid; client auth defaults to want with a CA, none without.
+        let mut config = Config {
+            secure_client_port: Some(2281),
+            tls_cert_file: Some("server.pem".into()),
+            tls_key_file: Some("server.key".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tls_client_auth(), "none");
+        config.tls_ca_file = Some("ca.pem".into());
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tls_client_auth(), "want");
+        config.tls_client_auth = Some("NEED".into());
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tls_client_auth(), "need");
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! warning and is skipped, so a stock zoo.cfg (or a test harness's) loads.
 //! Values are never echoed in warnings: ssl.* keys carry passwords.
 //!
+//! TLS: `secureClientPort` and the `ssl.*` client keys map onto the `tls_*` keys
+//! when the key and trust stores are PEM (`ssl.keyStore.type=PEM`, or a `.pem`
+//! file name). JKS and PKCS#12 stores cannot be read: they give a warning, and
+//! without a usable key store `secureClientPort` is dropped with a warning rather
+//! than failing the load. As in ZooKeeper, `ssl.clientAuth` defaults to `need`.
+//! The `ssl.*.password` keys stay unmapped (warned about): PEM keys must be unencrypted.
+//!
 //! ZooKeeper semantics kept on purpose: the last duplicate wins, `-1` session
 //! timeouts mean "tick-based default", `maxClientCnxns=0` is unlimited, an
 //! absent `clientPortAddress` binds all interfaces, and a too small
@@ -55,6 +62,11 @@ pub const ZOO_CFG_KEYS: &[(&str, &str)] = &[
     ("servers", "server.N"),
     ("init_limit", "initLimit"),
     ("sync_limit", "syncLimit"),
+    ("secure_client_port", "secureClientPort"),
+    ("tls_cert_file", "ssl.keyStore.location"),
+    ("tls_key_file", "ssl.keyStore.location"),
+    ("tls_ca_file", "ssl.trustStore.location"),
+    ("tls_client_auth", "ssl.clientAuth"),
 ];
 
 /// Parses `path`, reads `dataDir/myid`, applies `CORRAL_*` variables, validates.
@@ -88,6 +100,22 @@ struct Parsed {
     client_addr_set: bool,
     /// `peerType=observer|participant` and its line.
     peer_observer: Option<(bool, usize)>,
+    /// The TLS keys, resolved together once every line is read.
+    ssl: SslKeys,
+}
+
+/// A zoo.cfg value and the line it came from.
+type Sourced = Option<(String, usize)>;
+
+/// `secureClientPort` and the `ssl.*` client keys, as read.
+#[derive(Default)]
+struct SslKeys {
+    secure_client_port: Option<(u16, usize)>,
+    key_store: Sourced,
+    key_store_type: Sourced,
+    trust_store: Sourced,
+    trust_store_type: Sourced,
+    client_auth: Sourced,
 }
 
 struct Parser {
@@ -112,6 +140,7 @@ impl Parser {
                 client_port_set: false,
                 client_addr_set: false,
                 peer_observer: None,
+                ssl: SslKeys::default(),
             },
             seen: HashMap::new(),
             data_dir_set: false,
@@ -141,6 +170,7 @@ impl Parser {
                 origin: Some(format!("zoo.cfg file {}", self.parsed.path.display())),
             });
         }
+        self.resolve_ssl();
         Ok(self.parsed)
     }
 
@@ -213,9 +243,116 @@ impl Parser {
             "initLimit" => self.parsed.config.init_limit = self.number(line, name, value)?,
             "syncLimit" => self.parsed.config.sync_limit = self.number(line, name, value)?,
             "peerType" => self.parsed.peer_observer = Some((self.role(line, name, value)?, line)),
-            _ => return Ok(false),
+            "secureClientPort" => {
+                self.parsed.ssl.secure_client_port = Some((self.port(line, name, value)?, line))
+            }
+            "ssl.clientAuth" => {
+                let mode = value.to_ascii_lowercase();
+                if !crate::TLS_CLIENT_AUTH_MODES.contains(&mode.as_str()) {
+                    return Err(self.error(
+                        line,
+                        name,
+                        format!("'{value}' is not none, want or need"),
+                    ));
+                }
+                self.parsed.ssl.client_auth = Some((mode, line));
+            }
+            _ => return self.apply_ssl_store_key(line, name, value),
         }
         Ok(true)
+    }
+
+    /// The `ssl.keyStore.*` / `ssl.trustStore.*` keys; false for any other key.
+    fn apply_ssl_store_key(
+        &mut self,
+        line: usize,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, ConfigError> {
+        let ssl = &mut self.parsed.ssl;
+        let slot = match name {
+            "ssl.keyStore.location" => &mut ssl.key_store,
+            "ssl.keyStore.type" => &mut ssl.key_store_type,
+            "ssl.trustStore.location" => &mut ssl.trust_store,
+            "ssl.trustStore.type" => &mut ssl.trust_store_type,
+            _ => return Ok(false),
+        };
+        *slot = Some((value.to_string(), line));
+        Ok(true)
+    }
+
+    /// Maps the TLS keys once all lines are known (types may follow locations).
+    fn resolve_ssl(&mut self) {
+        let ssl = std::mem::take(&mut self.parsed.ssl);
+        let key_store = self.pem_store("ssl.keyStore", &ssl.key_store, &ssl.key_store_type);
+        let trust_store = self.pem_store("ssl.trustStore", &ssl.trust_store, &ssl.trust_store_type);
+        let Some((port, port_line)) = ssl.secure_client_port else {
+            if let (Some(_), Some((_, line))) = (&key_store, &ssl.key_store) {
+                self.warn(
+                    *line,
+                    "ssl.keyStore.location is set but secureClientPort is not; no TLS listener"
+                        .to_string(),
+                );
+            }
+            return;
+        };
+        let Some(key_store) = key_store else {
+            self.warn(
+                port_line,
+                "secureClientPort: no PEM ssl.keyStore.location, so the TLS listener is not \
+                 started (convert the key store to PEM: certificate chain and key in one file)"
+                    .to_string(),
+            );
+            return;
+        };
+        let client_auth = match ssl.client_auth {
+            Some((mode, _)) => mode,
+            // ZooKeeper's default is need, checked against the JVM's trust store;
+            // corral has no default trust store, so without one it cannot ask.
+            None if trust_store.is_some() => "need".to_string(),
+            None => {
+                self.warn(
+                    port_line,
+                    "ssl.trustStore.location is not set: ZooKeeper would require client \
+                     certificates (checked against the JVM trust store); corral does not ask \
+                     for them"
+                        .to_string(),
+                );
+                "none".to_string()
+            }
+        };
+        let config = &mut self.parsed.config;
+        config.secure_client_port = Some(port);
+        config.tls_cert_file = Some(key_store.clone());
+        config.tls_key_file = Some(key_store);
+        config.tls_ca_file = trust_store;
+        config.tls_client_auth = Some(client_auth);
+    }
+
+    /// The path of a PEM store, or None (with a warning when the store is not PEM).
+    fn pem_store(&mut self, prefix: &str, location: &Sourced, kind: &Sourced) -> Option<PathBuf> {
+        let (path, line) = location.as_ref()?;
+        let is_pem = match kind {
+            Some((kind, _)) => kind.eq_ignore_ascii_case("pem"),
+            // ZooKeeper infers the type from the file name when it is not given.
+            None => {
+                let lower = path.to_ascii_lowercase();
+                [".pem", ".crt", ".key"]
+                    .iter()
+                    .any(|ext| lower.ends_with(ext))
+            }
+        };
+        if !is_pem {
+            self.warn(
+                *line,
+                format!(
+                    "{prefix}.location: only PEM files are supported (not JKS or PKCS#12); \
+                     convert it and set {prefix}.type=PEM; ignored"
+                ),
+            );
+            return None;
+        }
+        Some(PathBuf::from(path))
     }
 
     fn apply_server(

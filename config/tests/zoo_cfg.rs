@@ -474,3 +474,51 @@ fn missing_zoo_cfg_is_a_read_error() {
         Ok(())
     });
 }
+
+#[test]
+fn pem_ssl_keys_map_to_the_tls_listener() {
+    // Goal: secureClientPort + PEM key/trust stores map to tls_*, and clientAuth defaults to need.
+    Jail::expect_with(|jail| {
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/etc/zk/server.pem\n\
+             ssl.trustStore.location=/etc/zk/ca\n\
+             ssl.trustStore.type=PEM\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert!(warnings.is_empty(), "{warnings:#?}");
+        assert_eq!(config.secure_client_port, Some(2281));
+        assert_eq!(
+            config.tls_cert_file.as_deref(),
+            Some("/etc/zk/server.pem".as_ref())
+        );
+        assert_eq!(config.tls_key_file, config.tls_cert_file);
+        assert_eq!(config.tls_ca_file.as_deref(), Some("/etc/zk/ca".as_ref()));
+        assert_eq!(config.tls_client_auth(), "need");
+        Ok(())
+    });
+}
+
+#[test]
+fn jks_stores_drop_the_tls_listener_with_warnings() {
+    // Goal: JKS stores are refused with a warning each and secureClientPort is dropped, not fatal.
+    Jail::expect_with(|jail| {
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/etc/zk/keystore.jks\n\
+             ssl.clientAuth=want\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert_eq!(config.secure_client_port, None);
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(warnings[0].contains("only PEM"), "{warnings:#?}");
+        assert!(warnings[1].contains("secureClientPort"), "{warnings:#?}");
+        Ok(())
+    });
+}

@@ -1,11 +1,12 @@
 //! `corral serve`: load the configuration, recover, serve until SIGINT/SIGTERM.
+//! SIGHUP reloads the TLS listener's certificate, key and CA bundle.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use corral_config::Config;
-use corral_server::{Node, ServerOptions};
+use corral_server::{ClientAuth, Node, ServerOptions, TlsOptions, TlsReloader};
 
 pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
     let cfg = match load(config, zoo_cfg) {
@@ -30,7 +31,10 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
             "server.N lines name an ensemble, but this build runs a single node; serving standalone"
         );
     }
+    // One process-wide crypto provider (ring), before anything builds a TLS config.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let opts = options(&cfg);
+    let tls = tls_options(&cfg);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,7 +46,7 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let node = match Node::start(opts, supers).await {
+        let node = match Node::start_with_tls(opts, supers, tls).await {
             Ok(n) => n,
             Err(e) => {
                 eprintln!("corral: {e}");
@@ -52,6 +56,12 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         match node.local_addr() {
             Ok(a) => tracing::info!(addr = %a, "serving clients"),
             Err(e) => tracing::warn!(error = %e, "serving clients"),
+        }
+        if let Some(a) = node.secure_addr() {
+            tracing::info!(addr = %a, client_auth = %cfg.tls_client_auth(), "serving TLS clients");
+        }
+        if let Some(reloader) = node.tls_reloader() {
+            tokio::spawn(reload_on_sighup(reloader));
         }
         tokio::select! {
             _ = node.run() => ExitCode::SUCCESS,
@@ -95,8 +105,47 @@ fn options(cfg: &Config) -> ServerOptions {
     o.snap_retain_count = cfg.snap_retain_count as usize;
     o.max_batch = cfg.max_batch;
     o.max_outstanding_per_session = cfg.max_outstanding_per_session;
+    o.log_engine = match cfg.txn_log_engine.as_str() {
+        "sled" => corral_server::state::LogEngine::Sled,
+        _ => corral_server::state::LogEngine::File,
+    };
     o
 }
+
+/// The TLS listener's options, when `secure_client_port` is set (validation has
+/// checked that the files and client auth mode are there and consistent).
+fn tls_options(cfg: &Config) -> Option<TlsOptions> {
+    let port = cfg.secure_client_port?;
+    let mut t = TlsOptions::new(
+        SocketAddr::new(cfg.client_addr, port),
+        cfg.tls_cert_file.clone()?,
+        cfg.tls_key_file.clone()?,
+        cfg.tls_ca_file.clone(),
+    );
+    t.client_auth = cfg.tls_client_auth().parse().unwrap_or(ClientAuth::Need);
+    t.reload_interval_ms = cfg.tls_reload_interval_ms;
+    Some(t)
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(reloader: std::sync::Arc<TlsReloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files reload only on change");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading TLS certificates");
+        // A failure is logged by reload() and the previous certificates stay.
+        let _ = reloader.reload();
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_reloader: std::sync::Arc<TlsReloader>) {}
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")

@@ -85,6 +85,21 @@ pub async fn serve<S>(shared: Arc<Shared>, repl: Arc<dyn Replicator>, stream: S,
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_with(shared, repl, stream, remote, Vec::new()).await
+}
+
+/// As [`serve`], for a connection whose transport already proved identities (the
+/// `x509` principal of a TLS client certificate): the session gets them after its
+/// `ip` principal.
+pub async fn serve_with<S>(
+    shared: Arc<Shared>,
+    repl: Arc<dyn Replicator>,
+    stream: S,
+    remote: SocketAddr,
+    transport_principals: Vec<Principal>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut rd, wr) = tokio::io::split(stream);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let mut first = [0u8; 4];
@@ -126,7 +141,9 @@ where
             return;
         }
     };
-    let Some((conn_id, handle, rsp, out_rx)) = handshake(&shared, &repl, &req, remote).await else {
+    let Some((conn_id, handle, rsp, out_rx)) =
+        handshake(&shared, &repl, &req, remote, transport_principals).await
+    else {
         let rsp = ConnectResponse {
             protocol_version: 0,
             timeout_ms: 0,
@@ -222,6 +239,7 @@ async fn handshake(
     repl: &Arc<dyn Replicator>,
     req: &ConnectRequest,
     remote: SocketAddr,
+    transport_principals: Vec<Principal>,
 ) -> Option<(
     ConnId,
     Arc<ConnHandle>,
@@ -229,7 +247,8 @@ async fn handshake(
     mpsc::Receiver<Outbound>,
 )> {
     let timeout_ms = negotiate_timeout(shared, req.timeout_ms);
-    let principals = corral_auth::connect_principals(remote.ip());
+    let mut principals = corral_auth::connect_principals(remote.ip());
+    principals.extend(transport_principals);
     let (session_id, passwd) = if req.session_id == 0 {
         let session_id = new_session_id(shared);
         let mut passwd = vec![0u8; 16];

@@ -8,7 +8,8 @@
 //! - [`apply`]: committed txn → tree, watches, replies.
 //! - [`watch`], [`session`]: the watch manager and session expiry.
 //! - [`fourlw`]: four-letter words.
-//! - [`node`]: recovery and the listener.
+//! - [`node`]: recovery and the listeners.
+//! - [`tls`]: the TLS client listener, x509 principals, certificate reload.
 
 pub mod apply;
 pub mod commit;
@@ -19,7 +20,9 @@ pub mod prep;
 pub mod read;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod watch;
 
 pub use node::{Node, NodeError};
 pub use state::ServerOptions;
+pub use tls::{ClientAuth, TlsOptions, TlsReloader};

@@ -1,5 +1,6 @@
 //! Starting a node: recover the tree from snapshot + log, start the commit
-//! path, and accept connections with the per-IP limit.
+//! path, and accept connections (plain TCP, and TLS when configured) with the
+//! per-IP limit.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,12 +9,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use corral_auth::SuperUsers;
-use corral_store::{SledTxnLog, TxnLog};
+use corral_store::{FileTxnLog, SledTxnLog, TxnLog};
 use tokio::net::TcpListener;
 
 use crate::commit::{Replicator, Standalone};
 use crate::session::SessionTracker;
-use crate::state::{ServerOptions, Shared, Stats};
+use crate::state::{LogEngine, ServerOptions, Shared, Stats};
+use crate::tls::{TlsError, TlsOptions, TlsReloader};
 use crate::watch::WatchManager;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum NodeError {
         path: String,
         source: std::io::Error,
     },
+    #[error("txn_log_engine is {engine} but {other} holds a txn log from the other engine; switch back, or move the data dir aside")]
+    OtherEngine { engine: &'static str, other: String },
     #[error("recovering state: {0}")]
     Recover(#[from] corral_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -30,6 +34,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS listener: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running node.
@@ -37,11 +43,24 @@ pub struct Node {
     pub shared: Arc<Shared>,
     pub replicator: Arc<dyn Replicator>,
     pub listener: TcpListener,
+    /// The TLS client listener and its reloadable config, when configured.
+    pub tls: Option<(TcpListener, Arc<TlsReloader>)>,
 }
 
 impl Node {
     /// Recovers state and binds the client port; call [`Node::run`] to serve.
     pub async fn start(opts: ServerOptions, supers: SuperUsers) -> Result<Node, NodeError> {
+        Self::start_with_tls(opts, supers, None).await
+    }
+
+    /// As [`Node::start`], plus a TLS client listener when `tls` is given. Bad
+    /// certificate files stop the start, before any state is touched.
+    pub async fn start_with_tls(
+        opts: ServerOptions,
+        supers: SuperUsers,
+        tls: Option<TlsOptions>,
+    ) -> Result<Node, NodeError> {
+        let tls_config = tls.map(TlsReloader::load).transpose()?;
         for dir in [&opts.data_dir, &opts.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
                 path: dir.display().to_string(),
@@ -49,8 +68,12 @@ impl Node {
             })?;
         }
         let t0 = Instant::now();
-        let log = SledTxnLog::open(&opts.log_dir.join("txnlog"))?;
-        let tree = corral_store::recover(&opts.data_dir.join("snapshots"), &log)?;
+        refuse_other_engine(&opts)?;
+        let log: Box<dyn TxnLog> = match opts.log_engine {
+            LogEngine::File => Box::new(FileTxnLog::open(&opts.log_dir.join("txnlog"))?),
+            LogEngine::Sled => Box::new(SledTxnLog::open(&opts.log_dir.join("txnlog-sled"))?),
+        };
+        let tree = corral_store::recover(&opts.data_dir.join("snapshots"), log.as_ref())?;
         tracing::info!(
             zxid = format_args!("0x{:x}", tree.last_zxid()),
             znodes = tree.node_count(),
@@ -71,6 +94,16 @@ impl Node {
                     addr: opts.listen,
                     source,
                 })?;
+        let tls = match tls_config {
+            Some(config) => {
+                let addr = config.options().listen;
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr, source })?;
+                Some((l, config))
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             tree: Arc::new(RwLock::new(tree)),
             watches: Mutex::new(WatchManager::new()),
@@ -85,12 +118,12 @@ impl Node {
             epoch_ms: 0,
             opts,
         });
-        let replicator: Arc<dyn Replicator> =
-            Standalone::start(shared.clone(), Box::new(log) as Box<dyn TxnLog>);
+        let replicator: Arc<dyn Replicator> = Standalone::start(shared.clone(), log);
         Ok(Node {
             shared,
             replicator,
             listener,
+            tls,
         })
     }
 
@@ -98,48 +131,88 @@ impl Node {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until the task is dropped.
+    /// The TLS listener's address, when there is one.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The TLS config holder, to reload it (SIGHUP) or inspect it.
+    pub fn tls_reloader(&self) -> Option<Arc<TlsReloader>> {
+        self.tls.as_ref().map(|(_, r)| r.clone())
+    }
+
+    /// Accepts connections (and polls the TLS files) until the task is dropped.
     pub async fn run(self) {
-        loop {
-            let (stream, remote) = match self.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
+        let Node {
+            shared,
+            replicator,
+            listener,
+            tls,
+        } = self;
+        let plain = accept_plain(listener, shared.clone(), replicator.clone());
+        match tls {
+            None => plain.await,
+            Some((tls_listener, reloader)) => {
+                let secure =
+                    crate::tls::accept_loop(tls_listener, reloader.clone(), shared, replicator);
+                tokio::select! {
+                    _ = plain => {}
+                    _ = secure => {}
+                    _ = reloader.watch_files() => {}
                 }
-            };
-            let Some(guard) = IpSlot::take(&self.shared, remote.ip()) else {
-                self.shared
-                    .stats
-                    .connections_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    peer = %remote,
-                    limit = self.shared.opts.max_client_cnxns,
-                    "refusing connection: too many connections from this IP"
-                );
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = self.shared.clone();
-            let repl = self.replicator.clone();
-            tokio::spawn(async move {
-                crate::conn::serve(shared, repl, stream, remote).await;
-                drop(guard);
-            });
+            }
         }
     }
 }
 
+async fn accept_plain(listener: TcpListener, shared: Arc<Shared>, replicator: Arc<dyn Replicator>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(guard) = IpSlot::admit(&shared, remote) else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let repl = replicator.clone();
+        tokio::spawn(async move {
+            crate::conn::serve(shared, repl, stream, remote).await;
+            drop(guard);
+        });
+    }
+}
+
 /// One counted connection from an IP; released on drop.
-struct IpSlot {
+pub(crate) struct IpSlot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
 
 impl IpSlot {
+    /// Takes a slot for `remote`, or counts and logs the refusal.
+    pub(crate) fn admit(shared: &Arc<Shared>, remote: SocketAddr) -> Option<IpSlot> {
+        let slot = IpSlot::take(shared, remote.ip());
+        if slot.is_none() {
+            shared
+                .stats
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = %remote,
+                limit = shared.opts.max_client_cnxns,
+                "refusing connection: too many connections from this IP"
+            );
+        }
+        slot
+    }
+
     fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<IpSlot> {
         let limit = shared.opts.max_client_cnxns;
         let mut counts = shared.ip_counts.lock().ok()?;
@@ -166,4 +239,20 @@ impl Drop for IpSlot {
             }
         }
     }
+}
+
+/// A log written by the other engine would be silently ignored: refuse instead.
+fn refuse_other_engine(opts: &ServerOptions) -> Result<(), NodeError> {
+    let (engine, other) = match opts.log_engine {
+        LogEngine::File => ("file", opts.log_dir.join("txnlog-sled")),
+        LogEngine::Sled => ("sled", opts.log_dir.join("txnlog")),
+    };
+    let used = std::fs::read_dir(&other).is_ok_and(|mut d| d.next().is_some());
+    if used {
+        return Err(NodeError::OtherEngine {
+            engine,
+            other: other.display().to_string(),
+        });
+    }
+    Ok(())
 }

@@ -37,6 +37,16 @@ pub struct ServerOptions {
     pub max_outstanding_per_session: usize,
     /// Watch events queued to one connection before it is dropped as too slow.
     pub max_queued_events: usize,
+    pub log_engine: LogEngine,
+}
+
+/// Which [`corral_store::TxnLog`] holds the txn log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEngine {
+    /// Segmented append-only files, one fdatasync per batch (the default).
+    File,
+    /// sled, the design card's engine; kept for comparison (see docs/benchmarks.md).
+    Sled,
 }
 
 impl ServerOptions {
@@ -60,6 +70,7 @@ impl ServerOptions {
             max_batch: 1000,
             max_outstanding_per_session: 1000,
             max_queued_events: 100_000,
+            log_engine: LogEngine::File,
         }
     }
 

@@ -1,0 +1,601 @@
+//! The TLS client listener: x509 principals from client certificates, client auth
+//! modes, refusal of expired and untrusted certificates, per-IP limits, and server
+//! certificate rotation without dropping sessions. Certificates come from an rcgen
+//! CA, SSO-style (SAN URI and email); the client is tokio-rustls plus raw frames.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{code, create_req, decode, eventually, run, within, Raw, STEP, SUPER_DIGEST};
+use corral_proto::opcode::perms;
+use corral_proto::{
+    Acl, ConnectRequest, ConnectResponse, OpCode, Reader, Record, ReplyHeader, Request,
+    RequestHeader, Response, Writer,
+};
+use corral_server::{ClientAuth, Node, ServerOptions, TlsOptions, TlsReloader};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+// ---- PKI ----
+
+/// A test CA that issues server and client certificates.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate with its key, as DER and PEM.
+struct Leaf {
+    der: CertificateDer<'static>,
+    key: KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new(cn: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&[(DnType::CommonName, cn)]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        Ca { issuer }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        Leaf {
+            der: cert.der().clone(),
+            pem: cert.pem(),
+            key,
+        }
+    }
+
+    fn server(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.distinguished_name = dn(&[(DnType::CommonName, cn)]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(params)
+    }
+
+    /// An SSO-style client certificate: CN/OU/O subject, SAN URI and email.
+    fn client(&self, cn: &str, team: &str) -> Leaf {
+        self.sign(client_params(cn, team))
+    }
+}
+
+fn dn(parts: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (ty, value) in parts {
+        dn.push(ty.clone(), *value);
+    }
+    dn
+}
+
+fn client_params(cn: &str, team: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&[
+        (DnType::OrganizationName, "Corp"),
+        (DnType::OrganizationalUnitName, team),
+        (DnType::CommonName, cn),
+    ]);
+    params.subject_alt_names = vec![
+        SanType::URI(
+            format!("spiffe://corp/{team}/{cn}")
+                .try_into()
+                .expect("uri"),
+        ),
+        SanType::Rfc822Name(format!("{cn}@{team}.corp").try_into().expect("email")),
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
+
+/// The DN corral (and Java) prints for [`client_params`].
+fn client_dn(cn: &str, team: &str) -> String {
+    format!("CN={cn},OU={team},O=Corp")
+}
+
+/// Files the server reads: its cert, key, and the client CA bundle.
+struct ServerFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl ServerFiles {
+    fn write(dir: &Path, server: &Leaf, client_ca: &Ca) -> ServerFiles {
+        let files = ServerFiles {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            ca: dir.join("clients-ca.pem"),
+        };
+        files.install(server);
+        std::fs::write(&files.ca, client_ca.pem()).expect("write CA");
+        files
+    }
+
+    /// Replaces the server cert and key (key first, then cert, as a careful operator would).
+    fn install(&self, server: &Leaf) {
+        std::fs::write(&self.key, server.key.serialize_pem()).expect("write key");
+        std::fs::write(&self.cert, &server.pem).expect("write cert");
+    }
+}
+
+// ---- node ----
+
+/// An in-process node with a TLS listener. Dropping it stops the node.
+struct TlsNode {
+    plain: SocketAddr,
+    secure: SocketAddr,
+    reloader: Arc<TlsReloader>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsNode {
+    fn start(files: &ServerFiles, tweak: impl FnOnce(&mut ServerOptions, &mut TlsOptions)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = common::fast_options(dir.path().join("data"));
+        let mut tls = TlsOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            files.cert.clone(),
+            files.key.clone(),
+            Some(files.ca.clone()),
+        );
+        tls.client_auth = ClientAuth::Need;
+        tls.reload_interval_ms = 0;
+        tweak(&mut opts, &mut tls);
+        type Ready = Result<(SocketAddr, SocketAddr, Arc<TlsReloader>), String>;
+        let (ready_tx, ready_rx) = std_mpsc::channel::<Ready>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("node runtime");
+            rt.block_on(async move {
+                let supers = corral_auth::SuperUsers::new(&[], Some(SUPER_DIGEST)).expect("su");
+                let node = match Node::start_with_tls(opts, supers, Some(tls)).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let ready = (
+                    node.local_addr().expect("addr"),
+                    node.secure_addr().expect("secure addr"),
+                    node.tls_reloader().expect("reloader"),
+                );
+                let _ = ready_tx.send(Ok(ready));
+                tokio::select! {
+                    _ = node.run() => {}
+                    _ = stop_rx => {}
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(2));
+        });
+        let (plain, secure, reloader) = match ready_rx.recv_timeout(STEP) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("node failed to start: {e}"),
+            Err(e) => panic!("node did not start in time: {e}"),
+        };
+        TlsNode {
+            plain,
+            secure,
+            reloader,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---- client ----
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client that trusts `server_ca` and presents `cert`, if any.
+fn connector(server_ca: &Ca, cert: Option<&Leaf>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.issuer.der().clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match cert {
+        Some(leaf) => {
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key.serialize_der()));
+            builder
+                .with_client_auth_cert(vec![leaf.der.clone()], key)
+                .expect("client cert")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A hand-driven ZooKeeper session over any stream.
+struct Session<S> {
+    stream: S,
+    next_xid: i32,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    async fn open(mut stream: S) -> std::io::Result<(Session<S>, ConnectResponse)> {
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 6000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        };
+        let mut w = Writer::framed();
+        req.write(&mut w);
+        stream.write_all(&w.finish_frame()).await?;
+        stream.flush().await?;
+        let body = read_body(&mut stream).await?;
+        let rsp = ConnectResponse::from_bytes(&body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        Ok((
+            Session {
+                stream,
+                next_xid: 1,
+            },
+            rsp,
+        ))
+    }
+
+    async fn call(&mut self, req: &Request) -> (ReplyHeader, Vec<u8>) {
+        let xid = self.next_xid;
+        self.next_xid += 1;
+        let mut w = Writer::framed();
+        RequestHeader {
+            xid,
+            op: req.opcode().code(),
+        }
+        .write(&mut w);
+        req.encode(&mut w);
+        self.stream
+            .write_all(&w.finish_frame())
+            .await
+            .expect("send");
+        self.stream.flush().await.expect("flush");
+        loop {
+            let body = within("reply", read_body(&mut self.stream))
+                .await
+                .expect("read reply");
+            let hdr = ReplyHeader::read(&mut Reader::new(&body)).expect("header");
+            if hdr.xid == xid {
+                return (hdr, body[16..].to_vec());
+            }
+        }
+    }
+
+    async fn who_am_i(&mut self) -> Vec<(String, String)> {
+        let (hdr, body) = self.call(&Request::WhoAmI).await;
+        assert_eq!(hdr.err, code::OK);
+        match decode(OpCode::WhoAmI, &body) {
+            Response::WhoAmI(infos) => infos.into_iter().map(|i| (i.auth_scheme, i.user)).collect(),
+            other => panic!("unexpected whoAmI reply {other:?}"),
+        }
+    }
+
+    async fn get_data(&mut self, path: &str) -> i32 {
+        let req = Request::GetData(common::path_watch(path, false));
+        self.call(&req).await.0.err
+    }
+}
+
+async fn read_body<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let n = usize::try_from(i32::from_be_bytes(len))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "negative length"))?;
+    let mut body = vec![0u8; n];
+    s.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// TLS handshake plus ZooKeeper handshake; Err says where it failed.
+async fn try_connect(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+) -> Result<Session<TlsStream<TcpStream>>, String> {
+    within("TLS connect", async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("tcp: {e}"))?;
+        let name = ServerName::try_from("localhost").expect("name");
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        // With TLS 1.3 the server judges the client certificate after the client
+        // thinks the handshake is done, so a refusal shows up on the first read.
+        let (session, rsp) = Session::open(stream)
+            .await
+            .map_err(|e| format!("session: {e}"))?;
+        if rsp.session_id == 0 {
+            return Err("session refused".to_string());
+        }
+        Ok(session)
+    })
+    .await
+}
+
+async fn connect(addr: SocketAddr, tls: &TlsConnector) -> Session<TlsStream<TcpStream>> {
+    match try_connect(addr, tls).await {
+        Ok(s) => s,
+        Err(e) => panic!("TLS connection failed: {e}"),
+    }
+}
+
+fn server_cert_of(s: &Session<TlsStream<TcpStream>>) -> CertificateDer<'static> {
+    s.stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("server certs")[0]
+        .clone()
+}
+
+// ---- tests ----
+
+#[test]
+fn client_cert_dn_is_the_x509_principal_and_acl_identity() {
+    // Goal: a verified client cert gives ("x509", RFC 2253 DN); an x509 ACL admits only that DN.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, _| {});
+    let alice = ca.client("svc-a", "team-a");
+    let bob = ca.client("svc-b", "team-b");
+    run(async {
+        let mut a = connect(node.secure, &connector(&ca, Some(&alice))).await;
+        let dn_a = client_dn("svc-a", "team-a");
+        let who = a.who_am_i().await;
+        assert_eq!(
+            who,
+            [
+                ("ip".to_string(), "127.0.0.1".to_string()),
+                ("x509".to_string(), dn_a.clone()),
+            ]
+        );
+        let mut create = create_req("/team-a", b"secret", 0);
+        create.acl = vec![Acl::new(perms::ALL, "x509", &dn_a)];
+        let (hdr, _) = a.call(&Request::Create(OpCode::Create, create)).await;
+        assert_eq!(hdr.err, code::OK);
+        assert_eq!(a.get_data("/team-a").await, code::OK);
+
+        let mut b = connect(node.secure, &connector(&ca, Some(&bob))).await;
+        assert_eq!(
+            b.who_am_i().await[1],
+            ("x509".to_string(), client_dn("svc-b", "team-b"))
+        );
+        assert_eq!(b.get_data("/team-a").await, code::NO_AUTH);
+
+        let mut plain = Raw::connect(node.plain, 6000).await;
+        let (_, hdr, _) = plain
+            .call(&Request::GetData(common::path_watch("/team-a", false)))
+            .await;
+        assert_eq!(hdr.err, code::NO_AUTH, "plain TCP has no x509 identity");
+    });
+}
+
+#[test]
+fn client_cert_from_another_ca_is_refused() {
+    // Goal: a client cert not issued by tls_ca_file is refused at the handshake.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let rogue = Ca::new("rogue CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, _| {});
+    let mallory = rogue.client("svc-a", "team-a");
+    run(async {
+        let err = try_connect(node.secure, &connector(&ca, Some(&mallory)))
+            .await
+            .err()
+            .expect("refused");
+        assert!(!err.starts_with("tcp"), "{err}");
+        // The listener keeps serving good clients.
+        connect(
+            node.secure,
+            &connector(&ca, Some(&ca.client("ok", "team-a"))),
+        )
+        .await;
+    });
+}
+
+#[test]
+fn expired_client_cert_is_refused() {
+    // Goal: a client cert from the right CA but past its notAfter is refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, _| {});
+    let mut params = client_params("old", "team-a");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = ca.sign(params);
+    run(async {
+        let err = try_connect(node.secure, &connector(&ca, Some(&expired)))
+            .await
+            .err()
+            .expect("refused");
+        assert!(!err.starts_with("tcp"), "{err}");
+    });
+}
+
+#[test]
+fn need_refuses_a_client_without_a_cert() {
+    // Goal: with client_auth = need, a client that presents no certificate is refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, tls| tls.client_auth = ClientAuth::Need);
+    run(async {
+        let err = try_connect(node.secure, &connector(&ca, None))
+            .await
+            .err()
+            .expect("refused");
+        assert!(!err.starts_with("tcp"), "{err}");
+    });
+}
+
+#[test]
+fn want_accepts_a_client_without_a_cert_with_no_x509_principal() {
+    // Goal: with client_auth = want, a cert-less client connects with only its ip principal.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, tls| tls.client_auth = ClientAuth::Want);
+    let expired = {
+        let mut p = client_params("old", "team-a");
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        ca.sign(p)
+    };
+    run(async {
+        let mut s = connect(node.secure, &connector(&ca, None)).await;
+        assert_eq!(
+            s.who_am_i().await,
+            [("ip".to_string(), "127.0.0.1".to_string())]
+        );
+        // want still refuses a certificate that is presented but invalid.
+        assert!(try_connect(node.secure, &connector(&ca, Some(&expired)))
+            .await
+            .is_err());
+        let mut c = connect(node.secure, &connector(&ca, Some(&ca.client("x", "t")))).await;
+        assert_eq!(c.who_am_i().await.len(), 2);
+    });
+}
+
+#[test]
+fn per_ip_limit_applies_to_tls_connections() {
+    // Goal: max_client_cnxns counts TLS and plain connections from one IP together.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |opts, _| opts.max_client_cnxns = 2);
+    let cert = ca.client("svc-a", "team-a");
+    run(async {
+        let _plain = Raw::connect(node.plain, 6000).await;
+        let _one = connect(node.secure, &connector(&ca, Some(&cert))).await;
+        assert!(
+            try_connect(node.secure, &connector(&ca, Some(&cert)))
+                .await
+                .is_err(),
+            "third connection from 127.0.0.1 is over the limit"
+        );
+    });
+}
+
+#[test]
+fn server_cert_rotation_keeps_sessions() {
+    // Goal: new server cert files are picked up by reload (explicit and by mtime poll); old sessions live on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let first = ca.server("corral-1");
+    let files = ServerFiles::write(dir.path(), &first, &ca);
+    let node = TlsNode::start(&files, |_, tls| tls.reload_interval_ms = 100);
+    let cert = ca.client("svc-a", "team-a");
+    let tls = connector(&ca, Some(&cert));
+    run(async {
+        let mut old = connect(node.secure, &tls).await;
+        assert_eq!(server_cert_of(&old), first.der);
+        let (hdr, _) = old
+            .call(&Request::Create(OpCode::Create, create_req("/r", b"", 0)))
+            .await;
+        assert_eq!(hdr.err, code::OK);
+
+        // Rotation picked up by the mtime poll.
+        let second = ca.server("corral-2");
+        files.install(&second);
+        let reloads = node.reloader.reloads();
+        eventually("poll reload", STEP, || async {
+            node.reloader.reloads() > reloads
+        })
+        .await;
+        let fresh = connect(node.secure, &tls).await;
+        assert_eq!(server_cert_of(&fresh), second.der);
+        assert_eq!(
+            old.get_data("/r").await,
+            code::OK,
+            "old session still works"
+        );
+
+        // Rotation by an explicit reload (what SIGHUP does).
+        let third = ca.server("corral-3");
+        files.install(&third);
+        node.reloader.reload().expect("reload");
+        let newest = connect(node.secure, &tls).await;
+        assert_eq!(server_cert_of(&newest), third.der);
+        assert_eq!(
+            old.get_data("/r").await,
+            code::OK,
+            "old session still works"
+        );
+
+        // A broken key keeps the current certificate.
+        std::fs::write(&files.key, "not a key").expect("write");
+        assert!(node.reloader.reload().is_err());
+        let after = connect(node.secure, &tls).await;
+        assert_eq!(server_cert_of(&after), third.der);
+    });
+}
+
+#[test]
+fn bad_tls_files_stop_the_node_from_starting() {
+    // Goal: a missing cert file or need-without-CA is a start-up error naming the problem.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let mut tls = TlsOptions::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("missing.pem"),
+        files.key.clone(),
+        None,
+    );
+    let err = corral_server::tls::build_config(&tls).expect_err("missing file");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    tls.cert_file = files.cert.clone();
+    tls.client_auth = ClientAuth::Need;
+    let err = corral_server::tls::build_config(&tls).expect_err("need without CA");
+    assert!(err.to_string().contains("tls_ca_file"), "{err}");
+    tls.client_auth = ClientAuth::None;
+    assert!(corral_server::tls::build_config(&tls).is_ok());
+}
