@@ -1,0 +1,102 @@
+//! The invariants, checked as outputs happen.
+
+use std::collections::BTreeMap;
+
+use corral_store::LogEntry;
+use corral_voter::core::{Epoch, ServerId, Zxid};
+
+/// What the whole cluster has committed, as first seen by any node.
+#[derive(Default)]
+pub struct Checker {
+    /// zxid -> (entry, state digest after applying it).
+    committed: BTreeMap<Zxid, (LogEntry, u64)>,
+    /// epoch -> the server that led it.
+    leaders: BTreeMap<Epoch, ServerId>,
+}
+
+impl Checker {
+    pub fn max_committed(&self) -> Zxid {
+        self.committed
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(Zxid::ZERO)
+    }
+
+    pub fn committed_count(&self) -> usize {
+        self.committed.len()
+    }
+
+    /// Invariant: at most one leader per epoch.
+    pub fn leader(&mut self, epoch: Epoch, id: ServerId) -> Result<(), String> {
+        match self.leaders.insert(epoch, id) {
+            Some(prev) if prev != id => {
+                Err(format!("two leaders in epoch {epoch}: {prev} and {id}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A node applied `entry` right after `prev` and reached `digest`.
+    /// Invariants: committed prefixes agree, nothing committed is skipped or
+    /// reordered, equal digests at equal zxids, zxids strictly increase.
+    pub fn commit(
+        &mut self,
+        node: ServerId,
+        prev: Zxid,
+        entry: &LogEntry,
+        digest: u64,
+    ) -> Result<(), String> {
+        let z = Zxid(entry.hdr.zxid);
+        if z <= prev {
+            return Err(format!("{node} committed {z} after {prev}"));
+        }
+        let before = self
+            .committed
+            .range(..z)
+            .next_back()
+            .map(|(&k, _)| k)
+            .unwrap_or(Zxid::ZERO);
+        if before != prev {
+            return Err(format!(
+                "{node} committed {z} after {prev}, but the committed txn before {z} is {before}"
+            ));
+        }
+        match self.committed.get(&z) {
+            Some((e, d)) => {
+                if e != entry {
+                    return Err(format!("{node} committed a different txn at {z}"));
+                }
+                if *d != digest {
+                    return Err(format!(
+                        "{node} has digest {digest:#x} at {z}, others {d:#x}"
+                    ));
+                }
+            }
+            None => {
+                if z < self.max_committed() {
+                    return Err(format!(
+                        "{node} committed {z} below the committed maximum {}",
+                        self.max_committed()
+                    ));
+                }
+                self.committed.insert(z, (entry.clone(), digest));
+            }
+        }
+        Ok(())
+    }
+
+    /// A node installed a snapshot at `z`: it must be a committed point.
+    pub fn snapshot(&self, node: ServerId, z: Zxid, digest: u64) -> Result<(), String> {
+        if z == Zxid::ZERO {
+            return Ok(());
+        }
+        match self.committed.get(&z) {
+            Some((_, d)) if *d == digest => Ok(()),
+            Some((_, d)) => Err(format!(
+                "{node} installed a snapshot at {z} with digest {digest:#x}, committed {d:#x}"
+            )),
+            None => Err(format!("{node} installed a snapshot at uncommitted {z}")),
+        }
+    }
+}

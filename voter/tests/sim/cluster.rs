@@ -1,0 +1,684 @@
+//! A simulated cluster: real cores, a faulty network, faulty disks, one clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use corral_proto::{Acl, Id};
+use corral_store::{DataTree, LogEntry, MemTxnLog, Txn, TxnLog};
+use corral_voter::core::{
+    Config, Core, Message, Output, PersistOp, Recovered, Request, Role, ServerId, Snapshot, Zxid,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::Checker;
+
+const ACCEPTED_KEY: &str = "corral.voter.accepted_epoch";
+const CURRENT_KEY: &str = "corral.voter.current_epoch";
+pub const TICK_MS: u64 = 50;
+const STEP_MS: u64 = 5;
+
+/// The fault mix of one run, drawn per seed (swarm testing).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub drop: f64,
+    pub dup: f64,
+    pub max_delay_ms: u64,
+    pub partition: f64,
+    pub crash: f64,
+    pub torn: f64,
+    pub max_disk_ms: u64,
+    pub write: f64,
+    pub snapshot_every: usize,
+}
+
+impl Faults {
+    pub fn swarm(rng: &mut ChaCha8Rng) -> Faults {
+        fn pick(rng: &mut ChaCha8Rng, hi: f64) -> f64 {
+            let p = rng.gen_range(0.0..hi);
+            if rng.gen_bool(0.6) {
+                p
+            } else {
+                0.0
+            }
+        }
+        Faults {
+            drop: pick(rng, 0.2),
+            dup: pick(rng, 0.1),
+            max_delay_ms: rng.gen_range(1..120),
+            partition: pick(rng, 0.01),
+            crash: pick(rng, 0.003),
+            torn: rng.gen_range(0.0..1.0),
+            max_disk_ms: rng.gen_range(1..40),
+            write: rng.gen_range(0.02..0.3),
+            snapshot_every: rng.gen_range(3..30),
+        }
+    }
+
+    pub fn healed(&self) -> Faults {
+        Faults {
+            drop: 0.0,
+            dup: 0.0,
+            max_delay_ms: 5,
+            partition: 0.0,
+            crash: 0.0,
+            torn: 0.0,
+            max_disk_ms: 5,
+            write: self.write,
+            snapshot_every: self.snapshot_every,
+        }
+    }
+}
+
+/// The sim's state-machine snapshot: the committed history itself, replayed
+/// into a fresh `DataTree` on install.
+fn encode_history(h: &[LogEntry]) -> Arc<[u8]> {
+    let mut out = Vec::new();
+    for e in h {
+        let b = e.encode();
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(&b);
+    }
+    out.into()
+}
+
+fn decode_history(mut b: &[u8]) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        out.push(LogEntry::decode(&b[4..4 + n]).expect("sim snapshot decodes"));
+        b = &b[4 + n..];
+    }
+    out
+}
+
+struct Disk {
+    log: MemTxnLog,
+    snapshot: Option<Snapshot>,
+    pending_snapshot: Option<Snapshot>,
+}
+
+struct Node {
+    id: ServerId,
+    core: Option<Core>,
+    disk: Disk,
+    /// Persists written but not yet synced: (id, when the fsync completes).
+    fsyncs: VecDeque<(u64, u64)>,
+    tree: DataTree,
+    history: Vec<LogEntry>,
+    next_tick_ms: u64,
+    incarnation: u64,
+    down_until_ms: Option<u64>,
+    commits_since_snapshot: usize,
+    /// A truncation is written but not synced. `MemTxnLog` replays a torn
+    /// record onto the durable log at a crash, where the unsynced truncation
+    /// has not happened, so the torn record would land mid-log; a real
+    /// append-only file cannot do that, so the sim tears only without one.
+    truncated_unsynced: bool,
+}
+
+impl Node {
+    fn applied(&self) -> Zxid {
+        self.history
+            .last()
+            .map(|e| Zxid(e.hdr.zxid))
+            .unwrap_or(Zxid::ZERO)
+    }
+
+    fn restore(&mut self, s: &Snapshot) {
+        self.tree = DataTree::new();
+        self.history = decode_history(&s.state);
+        for e in &self.history {
+            self.tree.apply(&e.hdr, &e.txn);
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at_ms: u64,
+    seq: u64,
+    from: u64,
+    to: u64,
+    msg_idx: usize,
+}
+
+/// A client write and what became of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Pending { leader: ServerId, zxid: Zxid },
+    Committed,
+    Maybe,
+}
+
+pub struct Cluster {
+    pub seed: u64,
+    pub rng: ChaCha8Rng,
+    pub now_ms: u64,
+    nodes: Vec<Node>,
+    voters: Vec<ServerId>,
+    net: BinaryHeap<Reverse<InFlight>>,
+    msgs: Vec<Option<Message>>,
+    seq: u64,
+    /// Directed links that drop everything.
+    blocked: BTreeSet<(u64, u64)>,
+    pub checker: Checker,
+    pub faults: Faults,
+    /// cxid -> fate.
+    pub writes: BTreeMap<i32, Fate>,
+    next_cxid: i32,
+    pub stats: Stats,
+    /// `CORRAL_SIM_TRACE=<id>`: print the messages a node sends and receives.
+    pub trace: Option<u64>,
+}
+
+fn brief(m: &Message) -> String {
+    let s = format!("{m:?}");
+    s.chars().take(160).collect()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub committed: u64,
+    pub elections: u64,
+    pub crashes: u64,
+    pub snaps_installed: u64,
+    pub dropped: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.committed += o.committed;
+        self.elections += o.elections;
+        self.crashes += o.crashes;
+        self.snaps_installed += o.snaps_installed;
+        self.dropped += o.dropped;
+    }
+}
+
+impl Cluster {
+    pub fn new(seed: u64, n: u64) -> Cluster {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let faults = Faults::swarm(&mut rng);
+        let voters: Vec<ServerId> = (1..=n).map(ServerId).collect();
+        let mut c = Cluster {
+            seed,
+            rng,
+            now_ms: 0,
+            nodes: Vec::new(),
+            voters: voters.clone(),
+            net: BinaryHeap::new(),
+            msgs: Vec::new(),
+            seq: 0,
+            blocked: BTreeSet::new(),
+            checker: Checker::default(),
+            faults,
+            writes: BTreeMap::new(),
+            next_cxid: 1,
+            stats: Stats::default(),
+            trace: std::env::var("CORRAL_SIM_TRACE")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+        };
+        for &id in &voters {
+            let tick = c.rng.gen_range(0..TICK_MS);
+            c.nodes.push(Node {
+                id,
+                core: None,
+                disk: Disk {
+                    log: MemTxnLog::new(),
+                    snapshot: None,
+                    pending_snapshot: None,
+                },
+                fsyncs: VecDeque::new(),
+                tree: DataTree::new(),
+                history: Vec::new(),
+                next_tick_ms: tick,
+                incarnation: 0,
+                down_until_ms: None,
+                commits_since_snapshot: 0,
+                truncated_unsynced: false,
+            });
+        }
+        for i in 0..c.nodes.len() {
+            c.start(i);
+        }
+        c
+    }
+
+    fn config(&self, i: usize) -> Config {
+        let node = &self.nodes[i];
+        let seed = self
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(node.id.0 << 20)
+            .wrapping_add(node.incarnation);
+        let mut cfg = Config::new(node.id, self.voters.clone(), seed);
+        cfg.tick_ms = TICK_MS;
+        cfg.committed_log_window = 8;
+        cfg.max_in_flight = 64;
+        cfg
+    }
+
+    fn start(&mut self, i: usize) {
+        let cfg = self.config(i);
+        let node = &mut self.nodes[i];
+        let meta = |k| {
+            node.disk
+                .log
+                .get_meta(k)
+                .expect("mem meta")
+                .map(|v| u32::from_be_bytes(v.try_into().expect("4-byte epoch")))
+                .unwrap_or(0)
+        };
+        let snapshot = node.disk.snapshot.clone();
+        let snap_zxid = snapshot.as_ref().map(|s| s.zxid).unwrap_or(Zxid::ZERO);
+        let recovered = Recovered {
+            accepted_epoch: meta(ACCEPTED_KEY),
+            current_epoch: meta(CURRENT_KEY),
+            log: node
+                .disk
+                .log
+                .read_after(snap_zxid.0)
+                .expect("mem log reads"),
+            snapshot: snapshot.clone(),
+        };
+        match &snapshot {
+            Some(s) => node.restore(s),
+            None => {
+                node.tree = DataTree::new();
+                node.history.clear();
+            }
+        }
+        node.core = Some(Core::new(cfg, recovered, self.now_ms));
+        node.down_until_ms = None;
+        self.drain(i);
+    }
+
+    fn crash(&mut self, i: usize, down_ms: u64) {
+        let torn = self.rng.gen_bool(self.faults.torn);
+        let node = &mut self.nodes[i];
+        if node.core.is_none() {
+            return;
+        }
+        if torn && !node.truncated_unsynced {
+            node.disk.log.tear_last();
+        }
+        node.truncated_unsynced = false;
+        node.disk.log.crash();
+        node.disk.pending_snapshot = None;
+        node.fsyncs.clear();
+        node.core = None;
+        node.incarnation += 1;
+        node.down_until_ms = Some(self.now_ms + down_ms);
+        self.stats.crashes += 1;
+        for f in self.writes.values_mut() {
+            if matches!(f, Fate::Pending { leader, .. } if *leader == node.id) {
+                *f = Fate::Maybe;
+            }
+        }
+    }
+
+    /// Drains a node's outputs, checking invariants as they appear.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(out) = self.nodes[i].core.as_mut().and_then(|c| c.poll_output()) else {
+                return;
+            };
+            if let Err(e) = self.on_output(i, out) {
+                panic!(
+                    "seed {}: invariant broken at {} ms: {e}",
+                    self.seed, self.now_ms
+                );
+            }
+        }
+    }
+
+    fn on_output(&mut self, i: usize, out: Output) -> Result<(), String> {
+        let id = self.nodes[i].id;
+        match out {
+            Output::Send { to, msg } => self.transmit(id, to, msg),
+            Output::Persist { id: pid, ops } => {
+                if ops.iter().any(|op| {
+                    matches!(
+                        op,
+                        PersistOp::TruncateAfter(_) | PersistOp::InstallSnapshot(_)
+                    )
+                }) {
+                    self.nodes[i].truncated_unsynced = true;
+                }
+                let disk = &mut self.nodes[i].disk;
+                for op in ops {
+                    match op {
+                        PersistOp::AcceptedEpoch(e) => {
+                            disk.log.put_meta(ACCEPTED_KEY, &e.to_be_bytes())
+                        }
+                        PersistOp::CurrentEpoch(e) => {
+                            disk.log.put_meta(CURRENT_KEY, &e.to_be_bytes())
+                        }
+                        PersistOp::Append(es) => disk.log.append(&es),
+                        PersistOp::TruncateAfter(z) => disk.log.truncate_after(z.0),
+                        PersistOp::InstallSnapshot(s) => {
+                            disk.pending_snapshot = Some(s);
+                            disk.log.truncate_after(-1)
+                        }
+                    }
+                    .map_err(|e| format!("{id} disk: {e}"))?;
+                }
+                let lat = self.rng.gen_range(0..=self.faults.max_disk_ms);
+                let node = &mut self.nodes[i];
+                let at = node
+                    .fsyncs
+                    .back()
+                    .map(|f| f.1)
+                    .unwrap_or(0)
+                    .max(self.now_ms + lat);
+                node.fsyncs.push_back((pid, at));
+            }
+            Output::Commit(e) => {
+                let node = &mut self.nodes[i];
+                let prev = node.applied();
+                node.tree.apply(&e.hdr, &e.txn);
+                node.history.push(e.clone());
+                let digest = node.tree.digest();
+                self.checker.commit(id, prev, &e, digest)?;
+                if let Some(f) = self.writes.get_mut(&e.hdr.cxid) {
+                    *f = Fate::Committed;
+                }
+                node.commits_since_snapshot += 1;
+                if node.commits_since_snapshot >= self.faults.snapshot_every {
+                    node.commits_since_snapshot = 0;
+                    let s = Snapshot {
+                        zxid: node.applied(),
+                        state: encode_history(&node.history),
+                    };
+                    // The sim's snapshots are durable at once (a written file).
+                    node.disk.snapshot = Some(s.clone());
+                    let now = self.now_ms;
+                    if let Some(c) = node.core.as_mut() {
+                        c.handle_snapshot(now, s);
+                    }
+                }
+            }
+            Output::InstallSnapshot(s) => {
+                self.stats.snaps_installed += 1;
+                let node = &mut self.nodes[i];
+                node.restore(&s);
+                node.commits_since_snapshot = 0;
+                self.checker.snapshot(id, s.zxid, node.tree.digest())?;
+            }
+            Output::Serving { epoch, leader } => {
+                if leader == id {
+                    self.checker.leader(epoch, id)?;
+                }
+            }
+            Output::Elected { .. } => self.stats.elections += 1,
+            Output::RoleChanged(_) => {}
+            Output::Abandoned(zs) => {
+                for f in self.writes.values_mut() {
+                    if matches!(f, Fate::Pending { leader, zxid } if *leader == id && zs.contains(zxid))
+                    {
+                        *f = Fate::Maybe;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self, from: ServerId, to: ServerId, msg: Message) {
+        if self.blocked.contains(&(from.0, to.0)) || self.rng.gen_bool(self.faults.drop) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.gen_bool(self.faults.dup) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.gen_range(1..=self.faults.max_delay_ms);
+            self.seq += 1;
+            self.msgs.push(Some(msg.clone()));
+            self.net.push(Reverse(InFlight {
+                at_ms: self.now_ms + delay,
+                seq: self.seq,
+                from: from.0,
+                to: to.0,
+                msg_idx: self.msgs.len() - 1,
+            }));
+        }
+    }
+
+    fn index(&self, id: u64) -> usize {
+        (id - 1) as usize
+    }
+
+    /// Advances the clock one step.
+    pub fn step(&mut self) {
+        self.now_ms += STEP_MS;
+        let now = self.now_ms;
+        while self.net.peek().is_some_and(|m| m.0.at_ms <= now) {
+            let Some(Reverse(m)) = self.net.pop() else {
+                break;
+            };
+            let Some(msg) = self.msgs[m.msg_idx].take() else {
+                continue;
+            };
+            let i = self.index(m.to);
+            if self.trace == Some(m.to) || self.trace == Some(m.from) {
+                eprintln!("{now} {} -> {}: {}", m.from, m.to, brief(&msg));
+            }
+            if let Some(c) = self.nodes[i].core.as_mut() {
+                c.handle_message(now, ServerId(m.from), msg);
+                self.drain(i);
+            }
+        }
+        if self.net.is_empty() {
+            self.msgs.clear();
+        }
+        for i in 0..self.nodes.len() {
+            self.step_node(i);
+        }
+        self.faults_step();
+        if self.rng.gen_bool(self.faults.write) {
+            self.client_write();
+        }
+    }
+
+    fn step_node(&mut self, i: usize) {
+        let now = self.now_ms;
+        if let Some(t) = self.nodes[i].down_until_ms {
+            if now >= t {
+                self.start(i);
+            }
+            return;
+        }
+        while let Some(&(pid, at)) = self.nodes[i].fsyncs.front() {
+            if at > now {
+                break;
+            }
+            let node = &mut self.nodes[i];
+            node.fsyncs.pop_front();
+            node.disk.log.sync().expect("mem sync");
+            node.truncated_unsynced = false;
+            if let Some(s) = node.disk.pending_snapshot.take() {
+                node.disk.snapshot = Some(s);
+            }
+            if let Some(c) = node.core.as_mut() {
+                c.handle_persisted(now, pid);
+            }
+            self.drain(i);
+        }
+        if now >= self.nodes[i].next_tick_ms {
+            self.nodes[i].next_tick_ms = now + TICK_MS;
+            if let Some(c) = self.nodes[i].core.as_mut() {
+                c.handle_tick(now);
+            }
+            self.drain(i);
+        }
+    }
+
+    fn faults_step(&mut self) {
+        if self.rng.gen_bool(self.faults.partition) {
+            self.blocked.clear();
+            let n = self.voters.len() as u64;
+            match self.rng.gen_range(0..3) {
+                0 => {}
+                1 => {
+                    // Symmetric: cut the cluster in two.
+                    let side: Vec<bool> = (0..n).map(|_| self.rng.gen_bool(0.5)).collect();
+                    for a in 1..=n {
+                        for b in 1..=n {
+                            if side[(a - 1) as usize] != side[(b - 1) as usize] {
+                                self.blocked.insert((a, b));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    // Asymmetric: some one-way links fail.
+                    for a in 1..=n {
+                        for b in 1..=n {
+                            if a != b && self.rng.gen_bool(0.3) {
+                                self.blocked.insert((a, b));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.rng.gen_bool(self.faults.crash) {
+            let i = self.rng.gen_range(0..self.nodes.len());
+            let down = self.rng.gen_range(0..2000);
+            self.crash(i, down);
+        }
+    }
+
+    fn client_write(&mut self) {
+        let leaders: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i]
+                    .core
+                    .as_ref()
+                    .is_some_and(|c| c.role() == Role::Leading)
+            })
+            .collect();
+        if leaders.is_empty() {
+            return;
+        }
+        let i = leaders[self.rng.gen_range(0..leaders.len())];
+        let cxid = self.next_cxid;
+        let txn = self.random_txn(i, cxid);
+        let req = Request {
+            session_id: 0,
+            cxid,
+            time_ms: self.now_ms as i64,
+            txn,
+        };
+        let now = self.now_ms;
+        let Some(c) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        if let Ok(zxid) = c.handle_submit(now, req) {
+            self.next_cxid += 1;
+            let leader = self.nodes[i].id;
+            self.writes.insert(cxid, Fate::Pending { leader, zxid });
+        }
+        self.drain(i);
+    }
+
+    fn random_txn(&mut self, i: usize, cxid: i32) -> Txn {
+        let path = format!("/n{}", self.rng.gen_range(0..16));
+        let tree = &self.nodes[i].tree;
+        match self.rng.gen_range(0..3) {
+            0 => Txn::Create {
+                parent_cversion: tree.stat("/").map(|s| s.cversion).unwrap_or(0) + 1,
+                path,
+                data: Some(cxid.to_be_bytes().to_vec()),
+                acl: vec![Acl {
+                    perms: corral_proto::opcode::perms::ALL,
+                    id: Id {
+                        scheme: "world".into(),
+                        id: "anyone".into(),
+                    },
+                }],
+                ephemeral_owner: 0,
+            },
+            1 => Txn::SetData {
+                version: tree.stat(&path).map(|s| s.version).unwrap_or(0) + 1,
+                path,
+                data: Some(cxid.to_be_bytes().to_vec()),
+            },
+            _ => Txn::Delete { path },
+        }
+    }
+
+    /// Phase 2: no more faults; every node restarts.
+    pub fn heal(&mut self) {
+        self.faults = self.faults.healed();
+        self.blocked.clear();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].core.is_none() {
+                self.start(i);
+            }
+        }
+    }
+
+    /// The established leader a quorum serves under, if any. (As in
+    /// ZooKeeper, a learner whose accepted epoch is past the leader's cannot
+    /// join until the next election, so liveness is demanded of a quorum.)
+    pub fn settled(&self) -> Option<usize> {
+        let li = self.nodes.iter().position(|n| {
+            n.core
+                .as_ref()
+                .is_some_and(|c| c.role() == Role::Leading && c.serving_epoch().is_some())
+        })?;
+        let epoch = self.nodes[li].core.as_ref()?.serving_epoch();
+        let serving = self
+            .nodes
+            .iter()
+            .filter(|n| n.core.as_ref().and_then(|c| c.serving_epoch()) == epoch)
+            .count();
+        (serving > self.voters.len() / 2).then_some(li)
+    }
+
+    pub fn unresolved(&self) -> usize {
+        self.writes
+            .values()
+            .filter(|f| matches!(f, Fate::Pending { .. }))
+            .count()
+    }
+
+    /// Every serving node has applied everything committed.
+    pub fn converged(&self) -> bool {
+        let max = self.checker.max_committed();
+        self.nodes
+            .iter()
+            .filter(|n| n.core.as_ref().and_then(|c| c.serving_epoch()).is_some())
+            .all(|n| n.applied() == max)
+    }
+
+    pub fn describe(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match &n.core {
+                Some(c) => format!(
+                    "{}:{:?} e{} last {} committed {} applied {} vote {:?} round {}",
+                    n.id,
+                    c.role(),
+                    c.current_epoch(),
+                    c.last_zxid(),
+                    c.committed_zxid(),
+                    n.applied(),
+                    c.vote(),
+                    c.election_epoch()
+                ),
+                None => format!("{}:down", n.id),
+            })
+            .collect();
+        format!("{nodes:?}")
+    }
+}
