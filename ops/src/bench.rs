@@ -110,17 +110,7 @@ async fn run_async(args: BenchArgs) -> Result<()> {
             async move { session(a, s, base, deadline).await },
         ));
     }
-    let mut all = SessionResult {
-        ops: 0,
-        errors: 0,
-        latencies_us: Vec::new(),
-    };
-    for t in tasks {
-        let r = t.await??;
-        all.ops += r.ops;
-        all.errors += r.errors;
-        all.latencies_us.extend(r.latencies_us);
-    }
+    let mut all = join_sessions(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
     report(&args, &mut all, secs);
     setup.close().await?;
@@ -236,6 +226,24 @@ async fn session(
     }
     c.close().await?;
     Ok(res)
+}
+
+/// Waits for every session task and adds up their results.
+async fn join_sessions(
+    tasks: Vec<tokio::task::JoinHandle<Result<SessionResult>>>,
+) -> Result<SessionResult> {
+    let mut all = SessionResult {
+        ops: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+    };
+    for t in tasks {
+        let r = t.await??;
+        all.ops += r.ops;
+        all.errors += r.errors;
+        all.latencies_us.extend(r.latencies_us);
+    }
+    Ok(all)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -363,17 +371,7 @@ async fn session_storm(args: &BenchArgs) -> Result<()> {
             anyhow::Ok(r)
         }));
     }
-    let mut all = SessionResult {
-        ops: 0,
-        errors: 0,
-        latencies_us: Vec::new(),
-    };
-    for t in tasks {
-        let r = t.await??;
-        all.ops += r.ops;
-        all.errors += r.errors;
-        all.latencies_us.extend(r.latencies_us);
-    }
+    let mut all = join_sessions(tasks).await?;
     report(args, &mut all, start.elapsed().as_secs_f64());
     Ok(())
 }
