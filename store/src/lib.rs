@@ -11,6 +11,9 @@
 //!   at a zxid in O(1).
 //! - [`disk`]: the narrow durable [`TxnLog`] trait, with sled ([`SledTxnLog`])
 //!   and an in-memory fault-injecting implementation ([`MemTxnLog`]).
+//! - [`file_log`]: [`FileTxnLog`], segmented append-only files with one
+//!   fdatasync per batch: the server's default log, chosen over sled on the
+//!   numbers in docs/benchmarks.md.
 //! - [`snapshot`]: fuzzy, checksummed snapshot files and [`recover`].
 //!
 //! # Absolute values make replay idempotent
