@@ -295,7 +295,12 @@ impl MemTxnLog {
         let mut g = self.lock();
         g.pending.clear();
         if let Some((z, b)) = g.torn.take() {
-            g.durable.log.insert(z, b);
+            // A torn write can only land at the end of the log. If an unsynced
+            // truncation left durable records above it, the outcome where the
+            // torn write never reached the disk is the one to model.
+            if g.durable.last().is_none_or(|last| last < z) {
+                g.durable.log.insert(z, b);
+            }
         }
         if let Some((&z, b)) = g.durable.log.iter().next_back() {
             if let Err(e) = unframe(z, b) {

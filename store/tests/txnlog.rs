@@ -308,3 +308,17 @@ fn file_corruption_before_the_tail_is_reported() {
         Ok(_) => panic!("a damaged log opened"),
     }
 }
+
+#[test]
+fn mem_torn_record_never_lands_in_the_middle() {
+    // Goal: a tear after an unsynced truncation cannot leave a torn record below durable ones.
+    let log = MemTxnLog::new();
+    let mut w = log.clone();
+    w.append(&[e(1), e(2), e(3)]).unwrap();
+    w.sync().unwrap();
+    w.truncate_after(1).unwrap();
+    w.append(&[e(2)]).unwrap();
+    assert!(log.tear_last());
+    log.crash();
+    assert_eq!(zxids(&w.read_after(0).unwrap()), vec![1, 2, 3]);
+}
