@@ -34,10 +34,42 @@ pub enum WriteOp {
     CreateSession { timeout_ms: i32, passwd: Vec<u8> },
 }
 
-/// Where connections submit writes. Voters and observers will implement it too.
+/// Where connections submit writes. The standalone commit path implements it
+/// here; voters (`corral-voter`) and observers implement it too.
 pub trait Replicator: Send + Sync + 'static {
     /// Queues a write; gives it back if the queue is full or the node is stopping.
     fn submit(&self, w: WriteRequest) -> Result<(), Box<WriteRequest>>;
+
+    /// `sync`: resolves `true` once this node has applied everything the
+    /// ensemble had committed when the call was made, `false` if that cannot
+    /// be known (the node lost its leader; the client should reconnect). A
+    /// standalone node has applied everything it acknowledged.
+    fn sync(&self) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(true);
+        rx
+    }
+
+    /// A client reconnects with `session_id` (its password already checked
+    /// against the tree): resolves `true` if the session is live and now
+    /// owned by this node. The standalone answer is the local tracker's.
+    fn revalidate(
+        &self,
+        shared: &Shared,
+        session_id: i64,
+        timeout_ms: i32,
+    ) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let live = match shared.tracker.lock() {
+            Ok(mut t) if t.is_live(session_id) => {
+                t.set_timeout(session_id, timeout_ms.max(0) as u32, shared.now_ms());
+                true
+            }
+            _ => false,
+        };
+        let _ = tx.send(live);
+        rx
+    }
 }
 
 /// The standalone replicator: a bounded queue into the commit thread.

@@ -39,6 +39,13 @@ enum Item {
         close_after: bool,
         at: Instant,
     },
+    /// `sync`: answered like a read once the node caught up.
+    Sync {
+        xid: i32,
+        req: Request,
+        rx: oneshot::Receiver<bool>,
+        at: Instant,
+    },
     SetWatches {
         xid: i32,
         sw: corral_proto::request::SetWatches,
@@ -130,6 +137,12 @@ pub async fn serve_with<S>(
             return;
         }
     };
+    if !shared.is_serving() {
+        // As ZooKeeper does while it has no quorum: close, so the client
+        // tries another server.
+        tracing::debug!(peer = %remote, "closing connection: not serving (no leader yet)");
+        return;
+    }
     let req = match ConnectRequest::from_bytes(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -280,21 +293,18 @@ async fn handshake(
                 .get(&req.session_id)
                 .is_some_and(|s| s.passwd == req.passwd)
         };
-        let live = shared
-            .tracker
-            .lock()
-            .ok()
-            .is_some_and(|t| t.is_live(req.session_id));
-        if !ok || !live {
+        let live = ok
+            && repl
+                .revalidate(shared, req.session_id, timeout_ms)
+                .await
+                .unwrap_or(false);
+        if !live {
             tracing::info!(
                 peer = %remote,
                 session = format_args!("0x{:x}", req.session_id),
                 "refusing reconnect: session expired or wrong password"
             );
             return None;
-        }
-        if let Ok(mut t) = shared.tracker.lock() {
-            t.set_timeout(req.session_id, timeout_ms as u32, shared.now_ms());
         }
         (req.session_id, req.passwd.clone())
     };
@@ -442,6 +452,12 @@ async fn to_item(
             ErrorCode::Unimplemented.code(),
             None,
         )),
+        Request::Sync(path) => Item::Sync {
+            xid,
+            req: Request::Sync(path),
+            rx: repl.sync(),
+            at,
+        },
         req if req.is_write() => {
             let close_after = matches!(req, Request::CloseSession);
             let (tx, rx) = oneshot::channel();
@@ -569,6 +585,28 @@ async fn drain_events<W: AsyncWrite + Unpin>(
     None
 }
 
+/// Writes the first `n` queued events.
+async fn drain_n<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    handle: &ConnHandle,
+    wr: &mut BufWriter<W>,
+    events: &mut mpsc::Receiver<Outbound>,
+    n: usize,
+) -> Option<End> {
+    for _ in 0..n {
+        match events.try_recv() {
+            Ok(Outbound::Frame(f)) => {
+                if let Some(e) = write(shared, handle, wr, &f).await {
+                    return Some(e);
+                }
+            }
+            Ok(Outbound::Close) => return Some(End::Expired),
+            Err(_) => break,
+        }
+    }
+    None
+}
+
 async fn handle_item<W: AsyncWrite + Unpin>(
     shared: &Shared,
     conn: ConnId,
@@ -577,6 +615,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
     events: &mut mpsc::Receiver<Outbound>,
     item: Item,
 ) -> Option<End> {
+    let ran_read = matches!(item, Item::Read { .. } | Item::Sync { .. });
     let (frame, close, at) = match item {
         Item::Frame(f) => (f, false, None),
         Item::FrameThenClose(f) => (f, true, None),
@@ -592,7 +631,13 @@ async fn handle_item<W: AsyncWrite + Unpin>(
                 session_id: handle.session_id,
                 principals: &principals,
             };
-            let (zxid, r) = ctx.run(&req);
+            let mut seen = 0;
+            let (zxid, r) = ctx.run_locked(&req, || seen = events.len());
+            // Exactly the events for changes this read sees go before its
+            // reply; later ones follow it, as ZooKeeper orders them.
+            if let Some(e) = drain_n(shared, handle, wr, events, seen).await {
+                return Some(e);
+            }
             let f = match r {
                 Ok(body) => reply_frame(xid, zxid, 0, Some(&body)),
                 Err(e) => reply_frame(xid, zxid, e.code(), None),
@@ -607,6 +652,27 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             Ok(Committed { frame: Some(f), .. }) => (f, close_after, Some(at)),
             _ => return Some(End::Closed),
         },
+        Item::Sync { xid, req, rx, at } => {
+            if !rx.await.unwrap_or(false) {
+                return Some(End::Closed);
+            }
+            let ctx = ReadCtx {
+                shared,
+                conn,
+                session_id: handle.session_id,
+                principals: &[],
+            };
+            let mut seen = 0;
+            let (zxid, r) = ctx.run_locked(&req, || seen = events.len());
+            if let Some(e) = drain_n(shared, handle, wr, events, seen).await {
+                return Some(e);
+            }
+            let f = match r {
+                Ok(body) => reply_frame(xid, zxid, 0, Some(&body)),
+                Err(e) => reply_frame(xid, zxid, e.code(), None),
+            };
+            (f, false, Some(at))
+        }
         Item::SetWatches { xid, sw } => {
             let fired = set_watches(shared, conn, &sw);
             for ev in fired {
@@ -637,8 +703,10 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             (reply_frame(xid, shared.last_zxid(), err, None), false, None)
         }
     };
-    if let Some(e) = drain_events(shared, handle, wr, events).await {
-        return Some(e);
+    if !ran_read {
+        if let Some(e) = drain_events(shared, handle, wr, events).await {
+            return Some(e);
+        }
     }
     if let Some(e) = write(shared, handle, wr, &frame).await {
         return Some(e);

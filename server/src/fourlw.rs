@@ -8,10 +8,22 @@ use crate::state::Shared;
 /// The version string clients parse (kazoo gates features on `envi`'s zookeeper.version).
 pub const VERSION: &str = concat!("3.9.3-corral-", env!("CARGO_PKG_VERSION"));
 
+/// What ZooKeeper answers while the server is not running (no quorum).
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
 /// Answers one four-letter word.
 pub fn answer(shared: &Shared, word: &str) -> String {
     if !shared.opts.four_letter_allowed(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let needs_serving = matches!(
+        word,
+        "srvr" | "stat" | "mntr" | "cons" | "wchs" | "wchc" | "wchp" | "dump"
+    );
+    if needs_serving && !shared.is_serving() {
+        // ZooKeeper's answer while it has no quorum (mode shows in `envi`-less
+        // deployments through the log and the admin endpoint).
+        return NOT_SERVING.into();
     }
     match word {
         "ruok" => "imok".into(),
@@ -90,8 +102,12 @@ fn srvr(shared: &Shared, with_clients: bool) -> String {
         shared.stats.outstanding.load(Ordering::Relaxed).max(0)
     );
     let _ = writeln!(o, "Zxid: 0x{zxid:x}");
-    let _ = writeln!(o, "Mode: standalone");
+    let mode = shared.mode();
+    let _ = writeln!(o, "Mode: {}", mode.mode);
     let _ = writeln!(o, "Node count: {nodes}");
+    if mode.mode == "leader" {
+        let _ = writeln!(o, "Proposal sizes last/min/max: -1/-1/-1");
+    }
     o
 }
 
@@ -116,7 +132,7 @@ fn mntr(shared: &Shared) -> String {
     let s = &shared.stats;
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", VERSION.into()),
-        ("zk_server_state", "standalone".into()),
+        ("zk_server_state", shared.mode().mode.into()),
         ("zk_avg_latency", format!("{avg:.4}")),
         ("zk_max_latency", max.to_string()),
         ("zk_min_latency", min.to_string()),
@@ -173,6 +189,21 @@ fn mntr(shared: &Shared) -> String {
         ),
         ("zk_uptime", shared.now_ms().to_string()),
     ];
+    let mode = shared.mode();
+    let mut rows = rows;
+    if mode.mode != "standalone" {
+        rows.push(("zk_epoch", mode.epoch.to_string()));
+        rows.push((
+            "zk_leader_id",
+            mode.leader.map_or_else(|| "-1".into(), |l| l.to_string()),
+        ));
+        rows.push(("zk_quorum_size", mode.voters.to_string()));
+    }
+    if mode.mode == "leader" {
+        rows.push(("zk_learners", mode.learners.to_string()));
+        rows.push(("zk_synced_followers", mode.synced_followers.to_string()));
+        rows.push(("zk_synced_non_voting_followers", "0".into()));
+    }
     let mut o = String::new();
     for (k, v) in rows {
         let _ = writeln!(o, "{k}\t{v}");

@@ -23,6 +23,6 @@ pub mod state;
 pub mod tls;
 pub mod watch;
 
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, NodeRole, RoleStart, StandaloneRole};
 pub use state::ServerOptions;
 pub use tls::{ClientAuth, TlsOptions, TlsReloader};

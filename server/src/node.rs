@@ -4,17 +4,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use corral_auth::SuperUsers;
-use corral_store::{FileTxnLog, SledTxnLog, TxnLog};
+use corral_store::{DataTree, FileTxnLog, SledTxnLog, TxnLog};
 use tokio::net::TcpListener;
 
 use crate::commit::{Replicator, Standalone};
 use crate::session::SessionTracker;
-use crate::state::{LogEngine, ServerOptions, Shared, Stats};
+use crate::state::{LogEngine, ModeInfo, ServerOptions, Shared, Stats};
 use crate::tls::{TlsError, TlsOptions, TlsReloader};
 use crate::watch::WatchManager;
 
@@ -36,6 +36,46 @@ pub enum NodeError {
     },
     #[error("TLS listener: {0}")]
     Tls(#[from] TlsError),
+    /// A role-specific start failure (peer network, cluster config).
+    #[error("{0}")]
+    Role(String),
+}
+
+/// How a node rebuilds its tree and who commits its writes.
+pub trait NodeRole: Send {
+    /// Rebuilds the tree from the snapshots and the txn log on disk.
+    fn recover(&mut self, opts: &ServerOptions, log: &dyn TxnLog) -> Result<DataTree, NodeError>;
+
+    /// Starts the write path over the recovered state. The role sets
+    /// `shared.serving` and `shared.mode` when it may serve.
+    fn start(self: Box<Self>, shared: Arc<Shared>, log: Box<dyn TxnLog>) -> RoleStart;
+}
+
+/// What [`NodeRole::start`] returns: the replicator, once started.
+pub type RoleStart = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Arc<dyn Replicator>, NodeError>> + Send>,
+>;
+
+/// A voting core of one: the whole log is committed, so recovery replays it
+/// all, and the node serves at once.
+pub struct StandaloneRole;
+
+impl NodeRole for StandaloneRole {
+    fn recover(&mut self, opts: &ServerOptions, log: &dyn TxnLog) -> Result<DataTree, NodeError> {
+        Ok(corral_store::recover(
+            &opts.data_dir.join("snapshots"),
+            log,
+        )?)
+    }
+
+    fn start(self: Box<Self>, shared: Arc<Shared>, log: Box<dyn TxnLog>) -> RoleStart {
+        if let Ok(mut m) = shared.mode.write() {
+            *m = ModeInfo::standalone();
+        }
+        shared.serving.store(true, Ordering::Release);
+        let repl: Arc<dyn Replicator> = Standalone::start(shared, log);
+        Box::pin(async move { Ok(repl) })
+    }
 }
 
 /// A running node.
@@ -60,6 +100,17 @@ impl Node {
         supers: SuperUsers,
         tls: Option<TlsOptions>,
     ) -> Result<Node, NodeError> {
+        Self::start_role(opts, supers, tls, Box::new(StandaloneRole)).await
+    }
+
+    /// Starts a node whose state recovery and write path belong to `role`
+    /// (standalone here; voters and observers in their own crates).
+    pub async fn start_role(
+        opts: ServerOptions,
+        supers: SuperUsers,
+        tls: Option<TlsOptions>,
+        mut role: Box<dyn NodeRole>,
+    ) -> Result<Node, NodeError> {
         let tls_config = tls.map(TlsReloader::load).transpose()?;
         for dir in [&opts.data_dir, &opts.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -73,7 +124,7 @@ impl Node {
             LogEngine::File => Box::new(FileTxnLog::open(&opts.log_dir.join("txnlog"))?),
             LogEngine::Sled => Box::new(SledTxnLog::open(&opts.log_dir.join("txnlog-sled"))?),
         };
-        let tree = corral_store::recover(&opts.data_dir.join("snapshots"), log.as_ref())?;
+        let tree = role.recover(&opts, log.as_ref())?;
         tracing::info!(
             zxid = format_args!("0x{:x}", tree.last_zxid()),
             znodes = tree.node_count(),
@@ -116,9 +167,11 @@ impl Node {
             next_conn_id: AtomicU64::new(1),
             started,
             epoch_ms: 0,
+            serving: AtomicBool::new(false),
+            mode: std::sync::RwLock::new(ModeInfo::default()),
             opts,
         });
-        let replicator: Arc<dyn Replicator> = Standalone::start(shared.clone(), log);
+        let replicator = role.start(shared.clone(), log).await?;
         Ok(Node {
             shared,
             replicator,

@@ -27,9 +27,18 @@ fn allowed(acl: &[corral_proto::Acl], perm: i32, principals: &[Principal]) -> bo
 impl ReadCtx<'_> {
     /// Executes a read request; returns (zxid for the header, result).
     pub fn run(&self, req: &Request) -> (i64, ReadResult) {
+        self.run_locked(req, || {})
+    }
+
+    /// As [`ReadCtx::run`], calling `under_lock` while the tree read lock is
+    /// held: a connection counts its queued watch events there, because
+    /// apply queues events under the write lock, so exactly those events
+    /// are for changes this read sees.
+    pub fn run_locked(&self, req: &Request, under_lock: impl FnOnce()) -> (i64, ReadResult) {
         let Ok(tree) = self.shared.tree.read() else {
             return (0, Err(ErrorCode::SystemError));
         };
+        under_lock();
         let zxid = tree.last_zxid();
         let aliased = root_alias(req);
         let r = match aliased.as_ref() {

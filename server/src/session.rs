@@ -16,6 +16,9 @@ pub struct SessionTracker {
     tick_ms: u64,
     sessions: HashMap<i64, Entry>,
     buckets: BTreeMap<u64, HashSet<i64>>,
+    /// Sessions touched since the last [`SessionTracker::drain_touched`],
+    /// when recording is on (a learner reports them to its leader).
+    touched: Option<HashSet<i64>>,
 }
 
 impl SessionTracker {
@@ -24,6 +27,47 @@ impl SessionTracker {
             tick_ms: tick_ms.max(1),
             sessions: HashMap::new(),
             buckets: BTreeMap::new(),
+            touched: None,
+        }
+    }
+
+    /// Starts (or stops) remembering touched sessions for `drain_touched`.
+    pub fn record_touches(&mut self, on: bool) {
+        self.touched = on.then(HashSet::new);
+    }
+
+    /// Sessions touched (or added) since the last call, with their
+    /// timeouts, in id order; empty when recording is off.
+    pub fn drain_touched(&mut self) -> Vec<(i64, u32)> {
+        let Some(t) = self.touched.as_mut() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(i64, u32)> = t
+            .drain()
+            .filter_map(|id| {
+                let e = self.sessions.get(&id)?;
+                (!e.closing).then_some((id, e.timeout_ms as u32))
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Live session ids, in id order.
+    pub fn live(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.closing)
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn note_touch(&mut self, id: i64) {
+        if let Some(t) = self.touched.as_mut() {
+            t.insert(id);
         }
     }
 
@@ -61,6 +105,7 @@ impl SessionTracker {
             },
         );
         self.buckets.entry(bucket).or_default().insert(id);
+        self.note_touch(id);
     }
 
     /// Pushes the deadline out; false if the session is unknown or closing.
@@ -73,6 +118,7 @@ impl SessionTracker {
         }
         let bucket = self.bucket_for(now_ms, e.timeout_ms);
         self.move_to(id, bucket);
+        self.note_touch(id);
         true
     }
 
@@ -176,5 +222,24 @@ mod tests {
         );
         t.remove(2);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn touches_are_recorded_only_when_asked_and_drained_once() {
+        // Goal: a learner reports each touched live session once per drain,
+        // with its timeout; closing sessions and unrecorded trackers report nothing.
+        let mut t = SessionTracker::new(100);
+        t.add(1, 300, 0);
+        assert!(t.drain_touched().is_empty(), "recording is off by default");
+        t.record_touches(true);
+        t.add(2, 400, 0);
+        assert!(t.touch(1, 10));
+        t.add(3, 500, 0);
+        assert!(t.set_closing(3));
+        assert_eq!(t.drain_touched(), vec![(1, 300), (2, 400)]);
+        assert!(t.drain_touched().is_empty());
+        assert!(t.touch(2, 20));
+        assert_eq!(t.drain_touched(), vec![(2, 400)]);
+        assert_eq!(t.live(), vec![1, 2]);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -167,11 +167,62 @@ pub struct Shared {
     pub started: Instant,
     /// Milliseconds since `started`, as the node's monotonic clock.
     pub epoch_ms: u64,
+    /// Whether clients may connect: always for a standalone node; for a voter
+    /// only while it leads an established epoch or follows a synced leader.
+    pub serving: AtomicBool,
+    /// What `srvr`/`mntr` report about this node's role.
+    pub mode: RwLock<ModeInfo>,
+}
+
+/// A node's role as the four-letter words show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModeInfo {
+    /// `standalone`, `leader`, `follower` or `looking`.
+    pub mode: &'static str,
+    /// The ZAB epoch the node serves in (0 when standalone or looking).
+    pub epoch: u32,
+    /// The leader's server id, when known.
+    pub leader: Option<u64>,
+    /// On a leader: learners connected, and those synced and acking.
+    pub learners: usize,
+    pub synced_followers: usize,
+    /// Voters in the configuration (1 when standalone).
+    pub voters: usize,
+}
+
+impl ModeInfo {
+    pub fn standalone() -> ModeInfo {
+        ModeInfo {
+            mode: "standalone",
+            voters: 1,
+            ..ModeInfo::default()
+        }
+    }
 }
 
 impl Shared {
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    pub fn mode(&self) -> ModeInfo {
+        self.mode.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Closes every client connection (the node stopped serving: clients
+    /// reconnect to another server and resume their sessions there).
+    pub fn close_all_connections(&self) {
+        let conns: Vec<Arc<ConnHandle>> = match self.conns.lock() {
+            Ok(c) => c.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for c in conns {
+            let _ = c.tx.try_send(Outbound::Close);
+        }
     }
 
     pub fn conn(&self, id: ConnId) -> Option<Arc<ConnHandle>> {
