@@ -7,7 +7,7 @@
 //! Every failed write still becomes a txn (`Txn::Error`) and consumes a zxid,
 //! as in ZooKeeper, so zxids stay comparable between the two servers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use corral_auth::Principal;
@@ -28,13 +28,16 @@ struct Rec {
     cversion: i32,
 }
 
-/// Changes of prepped-but-unapplied txns, keyed by path (`None` = deleted).
+/// Changes of prepped-but-unapplied txns, keyed by path (`None` = deleted),
+/// each with the zxid of the txn that made it.
 #[derive(Default, Clone)]
 pub struct Pending {
-    recs: HashMap<String, Option<Rec>>,
+    recs: HashMap<String, (i64, Option<Rec>)>,
     /// Ephemerals created by pending txns, per session, so a pending
     /// closeSession also hides them.
-    ephemerals: HashMap<i64, Vec<String>>,
+    ephemerals: HashMap<i64, Vec<(i64, String)>>,
+    /// `recs` changes in zxid order, so applied ones can be dropped.
+    order: VecDeque<(i64, String)>,
 }
 
 impl Pending {
@@ -45,15 +48,38 @@ impl Pending {
     pub fn clear(&mut self) {
         self.recs.clear();
         self.ephemerals.clear();
+        self.order.clear();
     }
 
     pub fn is_empty(&self) -> bool {
         self.recs.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Forgets the changes of txns up to `zxid`: the tree now shows them.
+    /// A leader with proposals in flight calls this as each commits
+    /// (ZooKeeper drops its outstanding changes the same way).
+    pub fn applied_through(&mut self, zxid: i64) {
+        while self.order.front().is_some_and(|(z, _)| *z <= zxid) {
+            let Some((_, path)) = self.order.pop_front() else {
+                break;
+            };
+            if self.recs.get(&path).is_some_and(|(z, _)| *z <= zxid) {
+                self.recs.remove(&path);
+            }
+        }
+        self.ephemerals.retain(|_, paths| {
+            paths.retain(|(z, _)| *z > zxid);
+            !paths.is_empty()
+        });
+    }
+
     fn get(&self, tree: &DataTree, path: &str) -> Option<Rec> {
         match self.recs.get(path) {
-            Some(r) => r.clone(),
+            Some((_, r)) => r.clone(),
             None => tree.get(path).map(|n| Rec {
                 stat: n.stat,
                 acl: n.acl.clone(),
@@ -131,7 +157,8 @@ impl<'a> Prep<'a> {
     }
 
     fn put(&mut self, path: &str, rec: Option<Rec>) {
-        self.pending.recs.insert(path.to_string(), rec);
+        self.pending.recs.insert(path.to_string(), (self.zxid, rec));
+        self.pending.order.push_back((self.zxid, path.to_string()));
     }
 
     /// Preps one client write. Never fails: errors become `Txn::Error`.
@@ -220,7 +247,7 @@ impl<'a> Prep<'a> {
                 .ephemerals
                 .entry(owner)
                 .or_default()
-                .push(path.clone());
+                .push((self.zxid, path.clone()));
         }
         Ok(Txn::Create {
             path,
@@ -374,7 +401,7 @@ impl<'a> Prep<'a> {
     pub fn close_session(&mut self, session_id: i64) -> Txn {
         let mut paths = self.tree.ephemerals(session_id);
         if let Some(p) = self.pending.ephemerals.remove(&session_id) {
-            paths.extend(p);
+            paths.extend(p.into_iter().map(|(_, path)| path));
         }
         paths.sort();
         paths.dedup();
@@ -613,6 +640,68 @@ mod tests {
             prep(6, 3, &create("/lock", 1)),
             Txn::Create { .. }
         ));
+    }
+
+    #[test]
+    fn pending_changes_are_dropped_once_applied_and_later_ones_stay() {
+        // Goal: a leader with txns in flight keeps seeing its own unapplied
+        // changes, and forgets each one once the tree has applied it.
+        use corral_store::TxnHeader;
+        let mut tree = DataTree::new();
+        let principals = corral_auth::connect_principals("127.0.0.1".parse().unwrap());
+        let mut pending = Pending::new();
+        let mut prepped = Vec::new();
+        for (zxid, path) in [(1, "/a"), (2, "/b"), (3, "/c")] {
+            let txn = Prep {
+                tree: &tree,
+                pending: &mut pending,
+                opts: &OPTS,
+                session_id: 5,
+                principals: &principals,
+                zxid,
+                time_ms: 1,
+            }
+            .request(OpCode::Create, &create(path, 1));
+            assert!(matches!(txn, Txn::Create { .. }), "{path}: {txn:?}");
+            prepped.push((zxid, txn));
+        }
+        assert_eq!(pending.len(), 4, "three nodes and the root");
+        // The first two commit and apply; the third is still in flight.
+        for (zxid, txn) in &prepped[..2] {
+            let hdr = TxnHeader {
+                session_id: 5,
+                cxid: 0,
+                zxid: *zxid,
+                time_ms: 1,
+            };
+            tree.apply(&hdr, txn);
+        }
+        pending.applied_through(2);
+        assert!(pending.recs.contains_key("/c"), "/c is still in flight");
+        assert!(!pending.recs.contains_key("/a") && !pending.recs.contains_key("/b"));
+        assert!(
+            pending.recs.contains_key("/"),
+            "the root changed again at zxid 3, so it stays"
+        );
+        assert_eq!(
+            pending.ephemerals.get(&5).map(|v| v.len()),
+            Some(1),
+            "only /c's ephemeral is pending"
+        );
+        // A create of /c again still sees the pending one.
+        let again = Prep {
+            tree: &tree,
+            pending: &mut pending,
+            opts: &OPTS,
+            session_id: 5,
+            principals: &principals,
+            zxid: 4,
+            time_ms: 1,
+        }
+        .request(OpCode::Create, &create("/c", 1));
+        assert_eq!(again, Txn::Error(ErrorCode::NodeExists.code()));
+        pending.applied_through(4);
+        assert!(pending.is_empty() && pending.ephemerals.is_empty());
     }
 
     #[test]
