@@ -108,6 +108,16 @@ impl Leader {
         }
     }
 
+    /// (learners known, learners synced and acking proposals).
+    pub(crate) fn learner_counts(&self) -> (usize, usize) {
+        let ready = self
+            .learners
+            .values()
+            .filter(|h| matches!(h.stage, Stage::Ready))
+            .count();
+        (self.learners.len(), ready)
+    }
+
     /// Uncommitted proposals of our epoch (their fate is unknown if we stop).
     pub(crate) fn abandoned(&self, log: &Log) -> Vec<Zxid> {
         let Some(epoch) = self.epoch else {
@@ -561,7 +571,8 @@ impl Core {
         }
     }
 
-    pub(super) fn leader_submit(&mut self, req: Request) -> Result<Zxid, SubmitError> {
+    /// The zxid the next accepted submit gets, or why it would be refused.
+    pub(super) fn leader_next_zxid(&self) -> Result<Zxid, SubmitError> {
         let leader_hint = match self.role() {
             Role::Following { leader } => Some(leader),
             _ => None,
@@ -585,13 +596,26 @@ impl Core {
         } else {
             Some(Zxid::new(epoch, 1))
         };
-        let Some(zxid) = zxid else {
-            // ZooKeeper's XidRolloverException: the counter cannot go on in
-            // this epoch, so force an election, which brings a new epoch.
-            tracing::warn!(epoch, "zxid counter exhausted; forcing an election");
-            self.start_looking();
-            return Err(SubmitError::Rollover);
+        zxid.ok_or(SubmitError::Rollover)
+    }
+
+    pub(super) fn leader_submit(&mut self, req: Request) -> Result<Zxid, SubmitError> {
+        let last = self.log.last();
+        let zxid = match self.leader_next_zxid() {
+            Ok(z) => z,
+            Err(SubmitError::Rollover) => {
+                // ZooKeeper's XidRolloverException: the counter cannot go on
+                // in this epoch, so force an election, which brings a new epoch.
+                tracing::warn!(
+                    epoch = last.epoch(),
+                    "zxid counter exhausted; forcing an election"
+                );
+                self.start_looking();
+                return Err(SubmitError::Rollover);
+            }
+            Err(e) => return Err(e),
         };
+        let epoch = zxid.epoch();
         let entry = LogEntry {
             hdr: TxnHeader {
                 session_id: req.session_id,

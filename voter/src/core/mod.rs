@@ -214,6 +214,21 @@ impl Core {
         }
     }
 
+    /// The zxid the next [`Core::handle_submit`] would get (leader prep
+    /// stamps it into the txn's pending changes), or why it would refuse.
+    pub fn next_zxid(&self) -> Result<Zxid, SubmitError> {
+        self.leader_next_zxid()
+    }
+
+    /// On a leader: (learners in a handshake or later, learners synced and
+    /// receiving proposals). `None` when not leading.
+    pub fn learner_counts(&self) -> Option<(usize, usize)> {
+        match &self.state {
+            State::Leading(l) => Some(l.learner_counts()),
+            _ => None,
+        }
+    }
+
     /// Proposes a prepared txn. Only an established leader accepts.
     pub fn handle_submit(&mut self, now_ms: u64, req: Request) -> Result<Zxid, SubmitError> {
         self.advance(now_ms);
