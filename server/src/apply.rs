@@ -165,13 +165,13 @@ fn acls_of_deleted(tree: &DataTree, entry: &LogEntry) -> DoomedAcls {
         match txn {
             Txn::Delete { path } => {
                 if let Some(n) = tree.get(path) {
-                    out.push((path.clone(), n.acl.clone()));
+                    out.push((path.clone(), n.acl().clone()));
                 }
             }
             Txn::CloseSession => {
                 for p in tree.ephemerals(session_id) {
                     if let Some(n) = tree.get(&p) {
-                        out.push((p.clone(), n.acl.clone()));
+                        out.push((p.clone(), n.acl().clone()));
                     }
                 }
             }
@@ -204,7 +204,7 @@ fn deliver(
             .iter()
             .find(|(p, _)| *p == t.path)
             .map(|(_, a)| a.clone()),
-        _ => tree.get(&t.path).map(|n| n.acl.clone()),
+        _ => tree.get(&t.path).map(|n| n.acl().clone()),
     };
     let zxid = tree.last_zxid();
     for d in deliveries {

@@ -81,8 +81,8 @@ impl Pending {
         match self.recs.get(path) {
             Some((_, r)) => r.clone(),
             None => tree.get(path).map(|n| Rec {
-                stat: n.stat,
-                acl: n.acl.clone(),
+                stat: n.stat(),
+                acl: n.acl().clone(),
                 cversion: n.persisted_cversion(),
             }),
         }

@@ -78,20 +78,20 @@ impl ReadCtx<'_> {
             self.watch(path, WatchKind::Data);
         }
         match node {
-            Some(n) => Ok(Response::Stat(n.stat)),
+            Some(n) => Ok(Response::Stat(n.stat())),
             None => Err(ErrorCode::NoNode),
         }
     }
 
     fn get_data(&self, tree: &DataTree, path: &str, watch: bool) -> ReadResult {
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-        if !allowed(&n.acl, perms::READ, self.principals) {
+        if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
         }
         if watch {
             self.watch(path, WatchKind::Data);
         }
-        Ok(Response::Data(n.data.clone(), n.stat))
+        Ok(Response::Data(n.data().map(|d| d.to_vec()), n.stat()))
     }
 
     fn children(
@@ -101,10 +101,10 @@ impl ReadCtx<'_> {
         watch: bool,
     ) -> Result<(Vec<String>, corral_proto::Stat), ErrorCode> {
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-        if !allowed(&n.acl, perms::READ, self.principals) {
+        if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
         }
-        let stat = n.stat;
+        let stat = n.stat();
         let children = tree.children(path).unwrap_or_default();
         if watch {
             self.watch(path, WatchKind::Child);
@@ -115,13 +115,13 @@ impl ReadCtx<'_> {
     /// getACL needs READ or ADMIN; without ADMIN digest hashes are masked, as ZooKeeper does.
     fn get_acl(&self, tree: &DataTree, path: &str) -> ReadResult {
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-        if !allowed(&n.acl, perms::READ, self.principals)
-            && !allowed(&n.acl, perms::ADMIN, self.principals)
+        if !allowed(n.acl(), perms::READ, self.principals)
+            && !allowed(n.acl(), perms::ADMIN, self.principals)
         {
             return Err(ErrorCode::NoAuth);
         }
-        let mut acl: Vec<corral_proto::Acl> = n.acl.to_vec();
-        if !allowed(&n.acl, perms::ADMIN, self.principals) {
+        let mut acl: Vec<corral_proto::Acl> = n.acl().to_vec();
+        if !allowed(n.acl(), perms::ADMIN, self.principals) {
             for a in &mut acl {
                 if a.id.scheme == "digest" {
                     if let Some((user, _)) = a.id.id.split_once(':') {
@@ -130,12 +130,12 @@ impl ReadCtx<'_> {
                 }
             }
         }
-        Ok(Response::Acl(acl, n.stat))
+        Ok(Response::Acl(acl, n.stat()))
     }
 
     fn all_children_number(&self, tree: &DataTree, path: &str) -> ReadResult {
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-        if !allowed(&n.acl, perms::READ, self.principals) {
+        if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
         }
         Ok(Response::Number(
@@ -228,7 +228,7 @@ pub fn set_watches(
     for p in &sw.data_watches {
         match tree.get(p) {
             None => events.push(ev(event_type::NODE_DELETED, p)),
-            Some(n) if n.stat.mzxid > rz => events.push(ev(event_type::NODE_DATA_CHANGED, p)),
+            Some(n) if n.stat().mzxid > rz => events.push(ev(event_type::NODE_DATA_CHANGED, p)),
             Some(_) => w.add(conn, p, WatchKind::Data),
         }
     }
@@ -241,7 +241,7 @@ pub fn set_watches(
     for p in &sw.child_watches {
         match tree.get(p) {
             None => events.push(ev(event_type::NODE_DELETED, p)),
-            Some(n) if n.stat.pzxid > rz => events.push(ev(event_type::NODE_CHILDREN_CHANGED, p)),
+            Some(n) if n.stat().pzxid > rz => events.push(ev(event_type::NODE_CHILDREN_CHANGED, p)),
             Some(_) => w.add(conn, p, WatchKind::Child),
         }
     }

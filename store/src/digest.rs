@@ -89,18 +89,18 @@ pub(crate) fn acl_part(path: &str, acl: &[Acl]) -> u64 {
 
 /// The persisted stat fields plus the child count.
 pub(crate) fn meta_part(path: &str, node: &crate::node::Node) -> u64 {
-    let s = &node.stat;
+    let m = node.modified();
     Hasher64::new(D_META)
         .bytes(path.as_bytes())
-        .i64(s.czxid)
-        .i64(s.mzxid)
-        .i64(s.ctime)
-        .i64(s.mtime)
-        .i64(s.version.into())
+        .i64(node.czxid)
+        .i64(m.mzxid)
+        .i64(node.ctime)
+        .i64(m.mtime)
+        .i64(m.version.into())
         .i64(node.cversion.into())
-        .i64(s.aversion.into())
-        .i64(node.owner)
-        .i64(s.pzxid)
+        .i64(node.aversion.into())
+        .i64(node.raw_owner())
+        .i64(node.pzxid)
         .i64(node.num_children() as i64)
         .finish()
 }

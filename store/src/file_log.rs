@@ -13,6 +13,10 @@
 //! last record. At open, a torn or corrupt tail of the newest segment (a crash
 //! mid-append) is cut off with a warning; a bad record anywhere else is
 //! reported as [`StoreError::Corrupt`] when read.
+//!
+//! Restart reads little: open checksums the newest segment and reads the
+//! zxid of each record without decoding it (only the last record is decoded
+//! in full), and `read_after` decodes only the entries it returns.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -59,8 +63,9 @@ fn corrupt(what: &'static str, detail: impl Into<String>) -> StoreError {
     StoreError::corrupt(what, detail.into())
 }
 
-/// Reads one record; `Ok(None)` at a clean end of file.
-fn read_record(r: &mut impl Read) -> Result<Option<(LogEntry, u64)>, StoreError> {
+/// Reads one record's body into `body`, checking its length and checksum
+/// only; returns its size on disk, or `Ok(None)` at a clean end of file.
+fn read_raw(r: &mut impl Read, body: &mut Vec<u8>) -> Result<Option<u64>, StoreError> {
     let mut head = [0u8; 8];
     let mut got = 0;
     while got < head.len() {
@@ -79,25 +84,51 @@ fn read_record(r: &mut impl Read) -> Result<Option<(LogEntry, u64)>, StoreError>
     if len == 0 || len > RECORD_BYTES_MAX {
         return Err(corrupt("log record", format!("length {len}")));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)
+    body.clear();
+    body.resize(len as usize, 0);
+    r.read_exact(body)
         .map_err(|_| corrupt("log record", "truncated body"))?;
-    if crc32fast::hash(&body) != crc {
+    if crc32fast::hash(body) != crc {
         return Err(corrupt("log record", "checksum mismatch"));
     }
-    Ok(Some((LogEntry::decode(&body)?, 8 + len as u64)))
+    Ok(Some(8 + len as u64))
+}
+
+/// Reads one record; `Ok(None)` at a clean end of file.
+fn read_record(
+    r: &mut impl Read,
+    body: &mut Vec<u8>,
+) -> Result<Option<(LogEntry, u64)>, StoreError> {
+    match read_raw(r, body)? {
+        None => Ok(None),
+        Some(n) => Ok(Some((LogEntry::decode(body)?, n))),
+    }
 }
 
 /// Every record of a segment, in order, with the byte offset after each.
 fn read_segment(path: &Path) -> Result<Vec<(LogEntry, u64)>, StoreError> {
     let mut r = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    let mut body = Vec::new();
     let mut out = Vec::new();
     let mut offset = 0;
-    while let Some((e, n)) = read_record(&mut r)? {
+    while let Some((e, n)) = read_record(&mut r, &mut body)? {
         offset += n;
         out.push((e, offset));
     }
     Ok(out)
+}
+
+/// The entries of a segment after `zxid`, in order. Entries at or below it
+/// are checksummed but not decoded.
+fn read_segment_after(path: &Path, zxid: i64, out: &mut Vec<LogEntry>) -> Result<(), StoreError> {
+    let mut r = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    let mut body = Vec::new();
+    while read_raw(&mut r, &mut body)?.is_some() {
+        if LogEntry::peek_zxid(&body)? > zxid {
+            out.push(LogEntry::decode(&body)?);
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -144,7 +175,7 @@ impl FileTxnLog {
     /// Reads the newest non-empty segment to find the last zxid, cutting off a torn tail.
     fn recover_tail(&mut self) -> Result<(), StoreError> {
         while let Some(seg) = self.segments.last().cloned() {
-            let (records, good_len) = read_valid_prefix(&seg.path)?;
+            let (last, good_len) = read_valid_prefix(&seg.path)?;
             let file_len = fs::metadata(&seg.path)?.len();
             if good_len < file_len {
                 tracing::warn!(
@@ -157,9 +188,9 @@ impl FileTxnLog {
                 f.set_len(good_len)?;
                 f.sync_all()?;
             }
-            match records.last() {
-                Some(e) => {
-                    self.last = Some(e.hdr.zxid);
+            match last {
+                Some(z) => {
+                    self.last = Some(z);
                     return Ok(());
                 }
                 None => {
@@ -227,38 +258,65 @@ impl FileTxnLog {
     }
 }
 
-/// Records of the newest segment and the byte length they span. A bad record
-/// is a torn write only when it runs to the end of the file (a crash
-/// mid-append); damage followed by more bytes is reported, never cut away.
-fn read_valid_prefix(path: &Path) -> Result<(Vec<LogEntry>, u64), StoreError> {
+/// The last zxid of the newest segment and the byte length of its valid
+/// records. A bad record is a torn write only when it runs to the end of the
+/// file (a crash mid-append); damage followed by more bytes is reported,
+/// never cut away. Records are checksummed and their zxids read; only the
+/// last is decoded in full.
+fn read_valid_prefix(path: &Path) -> Result<(Option<i64>, u64), StoreError> {
     let file_len = fs::metadata(path)?.len();
     let mut r = BufReader::with_capacity(256 * 1024, File::open(path)?);
-    let mut out = Vec::new();
+    let (mut body, mut last_body) = (Vec::new(), Vec::new());
+    // (zxid, offset) of the last good record, and the zxid before it.
+    let mut last: Option<(i64, u64)> = None;
+    let mut before_last = None;
     let mut good = 0;
-    loop {
-        match read_record(&mut r) {
-            Ok(Some((e, n))) => {
-                good += n;
-                out.push(e);
-            }
-            Ok(None) => return Ok((out, good)),
-            Err(StoreError::Corrupt { what, detail }) => {
-                if torn_tail(path, good, file_len)? {
-                    return Ok((out, good));
+    let bad = |e: StoreError, at: u64| -> Result<bool, StoreError> {
+        match e {
+            StoreError::Corrupt { what, detail } => {
+                if torn_tail(path, at, file_len)? {
+                    return Ok(true);
                 }
-                return Err(StoreError::Corrupt {
+                Err(StoreError::Corrupt {
                     what,
                     detail: format!(
-                        "{detail} at byte {good} of {}, with more data after it. Records past \
+                        "{detail} at byte {at} of {}, with more data after it. Records past \
                          this point were never synced only if the machine lost power mid-write; \
-                         if so, truncate the file to {good} bytes to start",
+                         if so, truncate the file to {at} bytes to start",
                         path.display()
                     ),
-                });
+                })
             }
-            Err(e) => return Err(e),
+            e => Err(e),
+        }
+    };
+    loop {
+        let next = read_raw(&mut r, &mut body).and_then(|n| {
+            n.map(|n| LogEntry::peek_zxid(&body).map(|z| (z, n)))
+                .transpose()
+        });
+        match next {
+            Ok(Some((z, n))) => {
+                before_last = last.map(|l| l.0);
+                last = Some((z, good));
+                good += n;
+                std::mem::swap(&mut body, &mut last_body);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                bad(e, good)?;
+                break;
+            }
         }
     }
+    if let Some((_, at)) = last {
+        if let Err(e) = LogEntry::decode(&last_body) {
+            // As for a bad checksum: cut it only if it ends the file.
+            bad(e, at)?;
+            return Ok((before_last, at));
+        }
+    }
+    Ok((last.map(|l| l.0), good))
 }
 
 /// Is the bad record at `offset` the last thing in the file?
@@ -375,11 +433,7 @@ impl TxnLog for FileTxnLog {
             .unwrap_or(0);
         let mut out = Vec::new();
         for seg in &self.segments[start..] {
-            for (e, _) in read_segment(&seg.path)? {
-                if e.hdr.zxid > zxid {
-                    out.push(e);
-                }
-            }
+            read_segment_after(&seg.path, zxid, &mut out)?;
         }
         Ok(out)
     }

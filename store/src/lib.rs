@@ -2,7 +2,11 @@
 //!
 //! - [`path`]: ZooKeeper's path rules (`validate_path`, `parent`, `name`).
 //! - [`node`]: a znode ([`Node`]) and the kind encoded in `ephemeralOwner`
-//!   ([`NodeKind`]: persistent, ephemeral, container, TTL).
+//!   ([`NodeKind`]: persistent, ephemeral, container, TTL). A node is 56
+//!   bytes plus one heap block for its name, data and rarely-set fields; its
+//!   client `Stat` is computed by [`Node::stat`].
+//! - `children` (private): a znode's children as arena indices in name
+//!   order, with 16-bit name tags for lookups; chunked past 128 children.
 //! - [`txn`]: [`Txn`]s, the deterministic state changes prep produces, and the
 //!   [`LogEntry`] encoding used by the log.
 //! - [`tree`]: the [`DataTree`] and its [`DataTree::apply`], which follows
@@ -32,6 +36,7 @@
 //!
 //! Only [`disk`] and [`snapshot`] do I/O.
 
+mod children;
 mod digest;
 pub mod disk;
 pub mod error;

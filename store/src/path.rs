@@ -9,44 +9,54 @@ use crate::error::StoreError;
 /// Checks `path` as ZooKeeper would. A sequential create may end in `/`
 /// (ZooKeeper validates `path + "1"`).
 pub fn validate_path(path: &str, is_sequential: bool) -> Result<(), StoreError> {
-    let bad = |reason: String| {
-        Err(StoreError::InvalidPath {
-            path: path.to_string(),
-            reason,
-        })
+    // ASCII paths (nearly all) are their own UTF-16 code units: no copy.
+    let result = if path.is_ascii() {
+        let b = path.as_bytes();
+        let len = b.len() + usize::from(is_sequential);
+        check_units(len, |i| b.get(i).map_or(u16::from(b'1'), |&c| u16::from(c)))
+    } else {
+        let mut units: Vec<u16> = path.encode_utf16().collect();
+        if is_sequential {
+            units.push(u16::from(b'1'));
+        }
+        check_units(units.len(), |i| units[i])
     };
-    let mut units: Vec<u16> = path.encode_utf16().collect();
-    if is_sequential {
-        units.push(u16::from(b'1'));
+    result.map_err(|reason| StoreError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    })
+}
+
+/// ZooKeeper's checks over `len` UTF-16 code units, `unit(i)` being the i-th.
+fn check_units(len: usize, unit: impl Fn(usize) -> u16) -> Result<(), String> {
+    if len == 0 {
+        return Err("Path length must be > 0".into());
     }
-    if units.is_empty() {
-        return bad("Path length must be > 0".into());
+    if unit(0) != u16::from(b'/') {
+        return Err("Path must start with / character".into());
     }
-    if units[0] != u16::from(b'/') {
-        return bad("Path must start with / character".into());
-    }
-    if units.len() == 1 {
+    if len == 1 {
         return Ok(());
     }
-    if units[units.len() - 1] == u16::from(b'/') {
-        return bad("Path must not end with / character".into());
+    if unit(len - 1) == u16::from(b'/') {
+        return Err("Path must not end with / character".into());
     }
     let slash = u16::from(b'/');
     let dot = u16::from(b'.');
     // A segment boundary follows position i when i is the last unit or the next is '/'.
-    let ends_segment = |i: usize| i + 1 == units.len() || units[i + 1] == slash;
+    let ends_segment = |i: usize| i + 1 == len || unit(i + 1) == slash;
     let mut last = slash;
-    for i in 1..units.len() {
-        let c = units[i];
+    for i in 1..len {
+        let c = unit(i);
         let reason = if c == 0 {
             Some("null character not allowed")
         } else if c == slash && last == slash {
             Some("empty node name specified")
         } else if c == dot && last == dot {
             // "/.." as a whole segment; "a..b" and "..." are fine.
-            (units[i - 2] == slash && ends_segment(i)).then_some("relative paths not allowed")
+            (unit(i - 2) == slash && ends_segment(i)).then_some("relative paths not allowed")
         } else if c == dot {
-            (units[i - 1] == slash && ends_segment(i)).then_some("relative paths not allowed")
+            (unit(i - 1) == slash && ends_segment(i)).then_some("relative paths not allowed")
         } else if (0x0001..=0x001f).contains(&c)
             || (0x007f..=0x009f).contains(&c)
             || (0xd800..=0xf8ff).contains(&c)
@@ -57,7 +67,7 @@ pub fn validate_path(path: &str, is_sequential: bool) -> Result<(), StoreError> 
             None
         };
         if let Some(r) = reason {
-            return bad(format!("{r} @{i}"));
+            return Err(format!("{r} @{i}"));
         }
         last = c;
     }

@@ -1,9 +1,10 @@
 //! The `DataTree`: znodes, sessions, and the deterministic `apply` of txns.
 //!
-//! Znodes live in an arena (`Vec<Option<Node>>`) addressed by `u32`; a node
-//! keeps only its children's names (`name -> index`), never its own path, so a
-//! path is stored once (as the name under its parent). Lookups walk the path
-//! segment by segment from the root.
+//! Znodes live in an arena (`Vec<Option<Node>>`) addressed by `u32`. A node
+//! stores its own name (the last path segment) but never its path, and its
+//! children as a set of arena indices in name order (`ChildSet`), so a path
+//! is stored once, spread over its segments. Lookups walk the path segment by
+//! segment from the root.
 //!
 //! `apply` follows ZooKeeper 3.8's `DataTree.processTxn`, including the rules
 //! that make replay over a fuzzy snapshot converge:
@@ -20,14 +21,17 @@
 //!   replay-only "ghosts" so the close still deletes them / raises their
 //!   parents' pzxid, as ZooKeeper's explicit `CloseSessionTxn` paths do.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use corral_proto::opcode::perms;
 use corral_proto::{Acl, ErrorCode, Stat};
 
+use crate::children::{malloc_chunk, ChildSet};
 use crate::digest;
-use crate::node::{Node, NodeKind};
+use crate::node::{AclRef, Modified, Node, NodeKind};
 use crate::path::{join, name, parent, validate_path};
 use crate::txn::{Txn, TxnHeader};
 
@@ -100,37 +104,68 @@ pub(crate) struct PersistedStat {
 
 impl PersistedStat {
     pub(crate) fn of(n: &Node) -> Self {
+        let m = n.modified();
         PersistedStat {
-            czxid: n.stat.czxid,
-            mzxid: n.stat.mzxid,
-            ctime: n.stat.ctime,
-            mtime: n.stat.mtime,
-            version: n.stat.version,
+            czxid: n.czxid,
+            mzxid: m.mzxid,
+            ctime: n.ctime,
+            mtime: m.mtime,
+            version: m.version,
             cversion: n.cversion,
-            aversion: n.stat.aversion,
-            owner: n.owner,
-            pzxid: n.stat.pzxid,
+            aversion: n.aversion,
+            owner: n.raw_owner(),
+            pzxid: n.pzxid,
         }
     }
 
-    fn install(&self, n: &mut Node) {
-        n.stat.czxid = self.czxid;
-        n.stat.mzxid = self.mzxid;
-        n.stat.ctime = self.ctime;
-        n.stat.mtime = self.mtime;
-        n.stat.version = self.version;
-        n.stat.aversion = self.aversion;
-        n.stat.pzxid = self.pzxid;
-        n.cversion = self.cversion;
-        n.owner = self.owner;
-        n.refresh_stat();
+    /// A childless node with these fields.
+    fn node(&self, name: &str, data: Option<&[u8]>, acl: AclRef) -> Node {
+        Node::with_fields(
+            name,
+            data,
+            acl,
+            self.owner,
+            self.czxid,
+            self.ctime,
+            self.pzxid,
+            Modified {
+                mzxid: self.mzxid,
+                mtime: self.mtime,
+                version: self.version,
+            },
+            self.cversion,
+            self.aversion,
+        )
     }
 }
+
+/// An interned ACL list, found by its contents.
+struct AclKey(AclRef);
+
+impl Borrow<[Acl]> for AclKey {
+    fn borrow(&self) -> &[Acl] {
+        &self.0
+    }
+}
+
+impl Hash for AclKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        <[Acl]>::hash(&self.0, h)
+    }
+}
+
+impl PartialEq for AclKey {
+    fn eq(&self, other: &Self) -> bool {
+        **self.0 == **other.0
+    }
+}
+
+impl Eq for AclKey {}
 
 pub struct DataTree {
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
-    acls: HashSet<Arc<[Acl]>>,
+    acls: HashSet<AclKey>,
     ephemerals: BTreeMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -188,16 +223,15 @@ impl DataTree {
     /// `2 * cversion - numChildren` with no recorded creates).
     pub fn new() -> Self {
         let mut t = Self::empty_root();
-        let open = t.intern(Acl::open_unsafe());
-        let read = t.intern(vec![Acl::new(perms::READ, "world", "anyone")]);
+        let open = t.intern(&Acl::open_unsafe());
+        let read = t.intern(&[Acl::new(perms::READ, "world", "anyone")]);
         let zk = t.attach(
             ROOT,
-            "zookeeper",
-            Node::new(Some(Vec::new()), open.clone(), 0, 0, 0),
+            Node::new("zookeeper", Some(&[]), open.clone(), 0, 0, 0),
         );
-        t.attach(zk, "quota", Node::new(Some(Vec::new()), open, 0, 0, 0));
-        let config = t.attach(zk, "config", Node::new(Some(Vec::new()), read, 0, 0, 0));
-        t.node_mut(config).stat.aversion = -1;
+        t.attach(zk, Node::new("quota", Some(&[]), open, 0, 0, 0));
+        let config = t.attach(zk, Node::new("config", Some(&[]), read, 0, 0, 0));
+        t.node_mut(config).aversion = -1;
         t.finish_load(0);
         t
     }
@@ -218,9 +252,8 @@ impl DataTree {
             last_zxid: 0,
             digest: 0,
         };
-        let open = t.intern(Acl::open_unsafe());
-        t.nodes
-            .push(Some(Node::new(Some(Vec::new()), open, 0, 0, 0)));
+        let open = t.intern(&Acl::open_unsafe());
+        t.nodes.push(Some(Node::new("", Some(&[]), open, 0, 0, 0)));
         t
     }
 
@@ -231,7 +264,7 @@ impl DataTree {
     }
 
     pub fn stat(&self, path: &str) -> Option<Stat> {
-        self.get(path).map(|n| n.stat)
+        self.get(path).map(Node::stat)
     }
 
     /// Child names in byte order.
@@ -239,7 +272,7 @@ impl DataTree {
         self.get(path).map(|n| {
             n.children
                 .as_ref()
-                .map(|c| c.keys().map(|k| k.to_string()).collect())
+                .map(|c| c.iter().map(|i| self.node(i).name().to_string()).collect())
                 .unwrap_or_default()
         })
     }
@@ -260,7 +293,7 @@ impl DataTree {
         while let Some(i) = stack.pop() {
             if let Some(c) = &self.node(i).children {
                 count += c.len();
-                stack.extend(c.values().copied());
+                stack.extend(c.iter());
             }
         }
         Some(count)
@@ -303,7 +336,7 @@ impl DataTree {
                     NodeKind::Ttl(ttl) => {
                         n.num_children() == 0
                             && ttl != 0
-                            && now_ms.saturating_sub(n.stat.mtime) > ttl
+                            && now_ms.saturating_sub(n.modified().mtime) > ttl
                     }
                     _ => false,
                 })
@@ -356,8 +389,8 @@ impl DataTree {
             let n = self.node(idx);
             f(&path, n);
             if let Some(c) = &n.children {
-                for (name, &ci) in c.iter().rev() {
-                    stack.push((join(&path, name), ci));
+                for ci in c.iter().rev() {
+                    stack.push((join(&path, self.node(ci).name()), ci));
                 }
             }
         }
@@ -505,33 +538,31 @@ impl DataTree {
         let Some(pidx) = self.lookup(ppath) else {
             return err(ErrorCode::NoNode);
         };
-        let exists = self.child_of(pidx, cname).is_some();
         let zxid = hdr.zxid;
-        let acl = self.intern(acl.to_vec());
-        let node = Node::new(data.map(<[u8]>::to_vec), acl, owner, zxid, hdr.time_ms);
-        if exists {
+        if let Some(existing) = self.child_of(pidx, cname) {
             if let NodeKind::Ephemeral(sid) = NodeKind::from_owner(owner) {
-                if self.get(path).is_some_and(|n| n.owner != owner) {
+                if self.node(existing).raw_owner() != owner {
                     self.ghosts.insert(path.to_string(), sid);
                 }
             }
-            self.release(node.acl);
             self.update_meta(pidx, ppath, |p| raise_cversion(p, parent_cversion, zxid));
             return err(ErrorCode::NodeExists);
         }
         if !self.ghosts.is_empty() {
             self.ghosts.remove(path);
         }
-        let stat = node.stat;
+        let acl = self.intern(acl);
+        let node = Node::new(cname, data, acl, owner, zxid, hdr.time_ms);
+        let stat = node.stat();
         self.digest = self.digest.wrapping_add(Self::node_digest(path, &node));
         self.data_size += size_term(path, data.map_or(0, |d| d.len()));
         let cidx = self.alloc(node);
-        self.update_meta(pidx, ppath, |p| {
-            raise_cversion(p, parent_cversion, zxid);
-            p.children
-                .get_or_insert_with(Default::default)
-                .insert(cname.into(), cidx);
-        });
+        let before = digest::meta_part(ppath, self.node(pidx));
+        raise_cversion(self.node_mut(pidx), parent_cversion, zxid);
+        let linked = self.link(pidx, cidx);
+        debug_assert!(linked, "{path} was absent");
+        let after = digest::meta_part(ppath, self.node(pidx));
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         self.register(path, owner);
         triggers.push(Trigger {
             path: path.to_string(),
@@ -559,18 +590,14 @@ impl DataTree {
             return err(ErrorCode::NoNode);
         };
         // ZooKeeper raises the parent's pzxid even if the child is already gone.
-        let mut removed = None;
-        self.update_meta(pidx, ppath, |p| {
-            if let Some(c) = p.children.as_mut() {
-                removed = c.remove(cname);
-                if c.is_empty() {
-                    p.children = None;
-                }
-            }
-            if zxid > p.stat.pzxid {
-                p.stat.pzxid = zxid;
-            }
-        });
+        let before = digest::meta_part(ppath, self.node(pidx));
+        let removed = self.unlink(pidx, cname);
+        let p = self.node_mut(pidx);
+        if zxid > p.pzxid {
+            p.pzxid = zxid;
+        }
+        let after = digest::meta_part(ppath, self.node(pidx));
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         let Some(cidx) = removed else {
             return err(ErrorCode::NoNode);
         };
@@ -591,10 +618,10 @@ impl DataTree {
             self.node_count -= 1;
             self.digest = self.digest.wrapping_sub(Self::node_digest(&p, &node));
             self.data_size -= size_term(&p, node.data_len());
-            self.unregister(&p, node.owner);
+            self.unregister(&p, node.raw_owner());
             if let Some(c) = &node.children {
-                for (name, &ci) in c.iter() {
-                    stack.push((join(&p, name), ci));
+                for ci in c.iter() {
+                    stack.push((join(&p, self.node(ci).name()), ci));
                 }
             }
             self.release(node.acl);
@@ -616,24 +643,28 @@ impl DataTree {
         let Some(idx) = self.lookup(path) else {
             return err(ErrorCode::NoNode);
         };
-        let old = digest::data_part(path, self.node(idx).data.as_deref());
+        let old = digest::data_part(path, self.node(idx).data());
         let new = digest::data_part(path, data);
         self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
         let old_len = self.node(idx).data_len();
         let new_len = data.map_or(0, |d| d.len());
         self.data_size = self.data_size - size_term(path, old_len) + size_term(path, new_len);
         self.update_meta(idx, path, |n| {
-            n.data = data.map(<[u8]>::to_vec);
-            n.stat.mtime = hdr.time_ms;
-            n.stat.mzxid = hdr.zxid;
-            n.stat.version = version;
+            n.set_data(
+                data,
+                Modified {
+                    mzxid: hdr.zxid,
+                    mtime: hdr.time_ms,
+                    version,
+                },
+            )
         });
         triggers.push(Trigger {
             path: path.to_string(),
             kind: TriggerKind::DataChanged,
         });
         Outcome::SetData {
-            stat: self.node(idx).stat,
+            stat: self.node(idx).stat(),
         }
     }
 
@@ -641,16 +672,16 @@ impl DataTree {
         let Some(idx) = self.lookup(path) else {
             return err(ErrorCode::NoNode);
         };
-        let new = self.intern(acl.to_vec());
+        let new = self.intern(acl);
         let old = std::mem::replace(&mut self.node_mut(idx).acl, new);
         self.digest = self
             .digest
             .wrapping_sub(digest::acl_part(path, &old))
             .wrapping_add(digest::acl_part(path, acl));
         self.release(old);
-        self.update_meta(idx, path, |n| n.stat.aversion = version);
+        self.update_meta(idx, path, |n| n.aversion = version);
         Outcome::SetAcl {
-            stat: self.node(idx).stat,
+            stat: self.node(idx).stat(),
         }
     }
 
@@ -679,9 +710,14 @@ impl DataTree {
         let rest = path.strip_prefix('/')?;
         let mut idx = ROOT;
         for seg in rest.split('/') {
-            idx = *self.node(idx).children.as_ref()?.get(seg)?;
+            idx = self.child_of(idx, seg)?;
         }
         Some(idx)
+    }
+
+    /// The arena, for name lookups in child sets.
+    pub(crate) fn arena(&self) -> &[Option<Node>] {
+        &self.nodes
     }
 
     pub(crate) fn node(&self, idx: u32) -> &Node {
@@ -693,22 +729,44 @@ impl DataTree {
     }
 
     pub(crate) fn child_of(&self, idx: u32, name: &str) -> Option<u32> {
-        self.node(idx).children.as_ref()?.get(name).copied()
+        self.node(idx)
+            .children
+            .as_ref()?
+            .get(name.as_bytes(), self.nodes.as_slice())
+    }
+
+    /// Adds `child` (already in the arena) to `parent`'s children; false if
+    /// a child of that name is there already.
+    fn link(&mut self, parent: u32, child: u32) -> bool {
+        let mut set = self.node_mut(parent).children.take().unwrap_or_default();
+        let linked = set.insert(child, self.nodes.as_slice());
+        self.node_mut(parent).children = Some(set);
+        linked
+    }
+
+    /// Removes the child called `name` from `parent`'s children.
+    fn unlink(&mut self, parent: u32, name: &str) -> Option<u32> {
+        let mut set = self.node_mut(parent).children.take()?;
+        let removed = set.remove(name.as_bytes(), self.nodes.as_slice());
+        if !set.is_empty() {
+            self.node_mut(parent).children = Some(set);
+        }
+        removed
     }
 
     fn node_digest(path: &str, n: &Node) -> u64 {
-        digest::data_part(path, n.data.as_deref())
-            .wrapping_add(digest::acl_part(path, &n.acl))
-            .wrapping_add(digest::meta_part(path, n))
+        Self::node_data_acl_digest(path, n).wrapping_add(digest::meta_part(path, n))
     }
 
-    /// Mutates a node's stat/children, keeping the derived stat and the
-    /// digest's meta part in step.
+    /// The digest parts of a node that do not depend on its children.
+    fn node_data_acl_digest(path: &str, n: &Node) -> u64 {
+        digest::data_part(path, n.data()).wrapping_add(digest::acl_part(path, n.acl()))
+    }
+
+    /// Mutates a node, keeping the digest's meta part in step.
     fn update_meta(&mut self, idx: u32, path: &str, f: impl FnOnce(&mut Node)) {
         let before = digest::meta_part(path, self.node(idx));
-        let n = self.node_mut(idx);
-        f(n);
-        n.refresh_stat();
+        f(self.node_mut(idx));
         let after = digest::meta_part(path, self.node(idx));
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
     }
@@ -728,30 +786,29 @@ impl DataTree {
         }
     }
 
-    /// Links a node under `parent` without digest bookkeeping (construction and
-    /// snapshot loading; `finish_load` recomputes).
-    fn attach(&mut self, parent: u32, name: &str, node: Node) -> u32 {
+    /// Links a node under `parent` without digest bookkeeping (construction;
+    /// `finish_load` recomputes).
+    fn attach(&mut self, parent: u32, node: Node) -> u32 {
         let idx = self.alloc(node);
-        self.node_mut(parent)
-            .children
-            .get_or_insert_with(Default::default)
-            .insert(name.into(), idx);
+        let linked = self.link(parent, idx);
+        assert!(linked, "duplicate child");
         idx
     }
 
-    pub(crate) fn intern(&mut self, acl: Vec<Acl>) -> Arc<[Acl]> {
-        if let Some(a) = self.acls.get(acl.as_slice()) {
-            return a.clone();
+    /// The shared handle for this ACL list.
+    pub(crate) fn intern(&mut self, acl: &[Acl]) -> AclRef {
+        if let Some(a) = self.acls.get(acl) {
+            return a.0.clone();
         }
-        let a: Arc<[Acl]> = acl.into();
-        self.acls.insert(a.clone());
+        let a: AclRef = Arc::new(acl.into());
+        self.acls.insert(AclKey(a.clone()));
         a
     }
 
     /// Drops a node's ACL handle, forgetting the list once nothing uses it.
-    fn release(&mut self, acl: Arc<[Acl]>) {
+    fn release(&mut self, acl: AclRef) {
         if Arc::strong_count(&acl) <= 2 {
-            self.acls.remove(&*acl);
+            self.acls.remove(&**acl);
         }
     }
 
@@ -795,78 +852,238 @@ impl DataTree {
 
     // ---- snapshot loading ----
 
-    /// Adds a node read from a snapshot; its parent must already be loaded.
-    pub(crate) fn load_node(
-        &mut self,
-        path: &str,
-        data: Option<Vec<u8>>,
-        acl: Arc<[Acl]>,
-        ps: &PersistedStat,
-    ) -> Result<(), String> {
-        if path == "/" {
-            let root = self.node_mut(ROOT);
-            root.data = data;
-            root.acl = acl;
-            ps.install(root);
-            return Ok(());
-        }
-        if validate_path(path, false).is_err() {
-            return Err(format!("invalid path {path:?}"));
-        }
-        let pidx = self
-            .lookup(parent(path))
-            .ok_or_else(|| format!("{path:?} precedes its parent"))?;
-        if self.child_of(pidx, name(path)).is_some() {
-            return Err(format!("duplicate node {path:?}"));
-        }
-        let mut node = Node::new(data, acl, 0, 0, 0);
-        ps.install(&mut node);
-        self.attach(pidx, name(path), node);
-        Ok(())
-    }
-
-    pub(crate) fn load_session(&mut self, id: i64, entry: SessionEntry) {
-        self.sessions.insert(id, entry);
-    }
-
-    /// Records that `session` owned the ephemeral `path` when the snapshot
-    /// started; `finish_load` keeps it as a ghost unless the loaded node is
-    /// still that session's.
-    pub(crate) fn load_start_ephemeral(&mut self, session: i64, path: String) {
-        self.ghosts.insert(path, session);
-    }
-
     /// Ghost ephemerals still awaiting their delete in replay (see `ghosts`).
     #[doc(hidden)]
     pub fn pending_ghosts(&self) -> usize {
         self.ghosts.len()
     }
 
-    /// Rebuilds everything derived (stats, indexes, sizes, digest) after
-    /// construction or loading.
+    /// Rebuilds everything derived (indexes, sizes, digest) after
+    /// construction, or after a load that met nodes out of depth-first order.
     pub(crate) fn finish_load(&mut self, last_zxid: i64) {
-        for n in self.nodes.iter_mut().flatten() {
-            n.refresh_stat();
-        }
         let mut kinds = Vec::new();
         let mut size = 0u64;
         self.for_each_node(|path, n| {
             size += size_term(path, n.data_len());
-            if n.owner != 0 {
-                kinds.push((path.to_string(), n.owner));
+            if n.raw_owner() != 0 {
+                kinds.push((path.to_string(), n.raw_owner()));
             }
         });
         for (path, owner) in kinds {
             self.register(&path, owner);
         }
+        self.data_size = size;
+        self.finish_common(last_zxid);
+        self.digest = self.recompute_digest();
+    }
+
+    /// Keeps the ghosts that the loaded tree does not already account for.
+    fn finish_common(&mut self, last_zxid: i64) {
         let ghosts = std::mem::take(&mut self.ghosts);
         self.ghosts = ghosts
             .into_iter()
-            .filter(|(path, sid)| self.get(path).is_none_or(|n| n.owner != *sid))
+            .filter(|(path, sid)| self.get(path).is_none_or(|n| n.raw_owner() != *sid))
             .collect();
-        self.data_size = size;
         self.last_zxid = last_zxid;
-        self.digest = self.recompute_digest();
+    }
+
+    /// Estimated heap and arena bytes by part (glibc rounding), for
+    /// measuring memory per znode (`examples/footprint.rs`).
+    #[doc(hidden)]
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
+        let mut blobs = 0;
+        let mut sets = 0;
+        for n in self.nodes.iter().flatten() {
+            blobs += n.blob_heap_bytes();
+            if let Some(c) = &n.children {
+                sets += malloc_chunk(std::mem::size_of::<ChildSet>()) + c.heap_bytes();
+            }
+        }
+        let acls = self
+            .acls
+            .iter()
+            .map(|a| malloc_chunk(16 + a.0.len() * std::mem::size_of::<Acl>()) + 32)
+            .sum();
+        vec![
+            (
+                "arena (nodes.capacity() x size_of::<Option<Node>>())",
+                self.nodes.capacity() * std::mem::size_of::<Option<Node>>(),
+            ),
+            ("name+data+owner blocks", blobs),
+            ("children sets", sets),
+            (
+                "free list",
+                self.free.capacity() * std::mem::size_of::<u32>(),
+            ),
+            ("interned ACL lists (structs only)", acls),
+        ]
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Whether this thread's last `Loader::finish` took the slow path.
+    pub(crate) static LAST_LOAD_SLOW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Builds a tree from snapshot records.
+///
+/// `write_fuzzy_snapshot` writes nodes depth-first, parents first, siblings
+/// in byte order, so the loader keeps the path from the root to the last
+/// node on a stack: a node's parent is found by popping, never by a lookup
+/// from the root, and it joins its siblings with one comparison (an
+/// append). Digest, data size and the kind indexes are accumulated on the
+/// way; a node's meta part is added when it leaves the stack, once all its
+/// children are in. A file in any other parents-first order still loads,
+/// through lookups and a full recount at the end.
+pub(crate) struct Loader {
+    tree: DataTree,
+    /// (index, path length) of the last node loaded and its ancestors; each
+    /// path is a prefix of `path`. The root stays at the bottom.
+    stack: Vec<(u32, usize)>,
+    path: String,
+    /// Digest parts so far: data and ACL parts as `add_digest` brings them,
+    /// meta parts of non-root nodes as they pop.
+    digest: u64,
+    size: u64,
+    /// Set once a node came out of depth-first order: `finish` recounts.
+    slow: bool,
+    /// Whether a root record replaced the default root.
+    root_loaded: bool,
+}
+
+impl Loader {
+    pub(crate) fn new() -> Loader {
+        Loader {
+            tree: DataTree::empty_root(),
+            stack: vec![(ROOT, 1)],
+            path: "/".to_string(),
+            digest: 0,
+            size: 0,
+            slow: false,
+            root_loaded: false,
+        }
+    }
+
+    /// Adds digest parts computed elsewhere: the data and ACL parts of the
+    /// nodes loaded (see `load_snapshot`), which `node` does not compute.
+    pub(crate) fn add_digest(&mut self, parts: u64) {
+        self.digest = self.digest.wrapping_add(parts);
+    }
+
+    /// Makes `finish` recompute the digest, sizes and indexes from scratch.
+    pub(crate) fn recount(&mut self) {
+        self.slow = true;
+    }
+
+    pub(crate) fn intern(&mut self, acl: &[Acl]) -> AclRef {
+        self.tree.intern(acl)
+    }
+
+    pub(crate) fn session(&mut self, id: i64, entry: SessionEntry) {
+        self.tree.sessions.insert(id, entry);
+    }
+
+    /// Records that `session` owned the ephemeral `path` when the snapshot
+    /// started; `finish` keeps it as a ghost unless the loaded node is
+    /// still that session's.
+    pub(crate) fn start_ephemeral(&mut self, session: i64, path: String) {
+        self.tree.ghosts.insert(path, session);
+    }
+
+    /// The path of the top of the stack.
+    fn top_path(&self) -> &str {
+        &self.path[..self.stack[self.stack.len() - 1].1]
+    }
+
+    fn pop(&mut self) {
+        if let Some((idx, len)) = self.stack.pop() {
+            let part = digest::meta_part(&self.path[..len], self.tree.node(idx));
+            self.digest = self.digest.wrapping_add(part);
+        }
+    }
+
+    /// Adds a node; its parent must already be loaded.
+    pub(crate) fn node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: AclRef,
+        ps: &PersistedStat,
+    ) -> Result<(), String> {
+        let t = &mut self.tree;
+        if path == "/" {
+            let node = ps.node("", data, acl);
+            let old = std::mem::replace(t.node_mut(ROOT), node);
+            t.node_mut(ROOT).children = old.children;
+            t.release(old.acl);
+            // A second root record would count twice in the digest parts.
+            self.slow |= self.root_loaded;
+            self.root_loaded = true;
+            return Ok(());
+        }
+        let invalid = || format!("invalid path {path:?}");
+        let cut = path.rfind('/').ok_or_else(invalid)?;
+        let (ppath, cname) = (if cut == 0 { "/" } else { &path[..cut] }, &path[cut + 1..]);
+        // "/a/" and "//a" would otherwise pass as a child of "/a" and "/".
+        if cname.is_empty() || (cut != 0 && ppath == "/") {
+            return Err(invalid());
+        }
+        while self.stack.len() > 1 && self.top_path() != ppath {
+            self.pop();
+        }
+        let pidx = if self.top_path() == ppath {
+            // The parent's path is valid (it is loaded): checking the last
+            // segment checks the whole path.
+            validate_path(&path[cut..], false).map_err(|_| invalid())?;
+            self.stack[self.stack.len() - 1].0
+        } else {
+            self.slow = true;
+            validate_path(path, false).map_err(|_| invalid())?;
+            self.tree
+                .lookup(ppath)
+                .ok_or_else(|| format!("{path:?} precedes its parent"))?
+        };
+        let t = &mut self.tree;
+        let cidx = t.alloc(ps.node(cname, data, acl));
+        if !t.link(pidx, cidx) {
+            return Err(format!("duplicate node {path:?}"));
+        }
+        self.size += size_term(path, data.map_or(0, <[u8]>::len));
+        if ps.owner != 0 {
+            t.register(path, ps.owner);
+        }
+        self.path.clear();
+        self.path.push_str(path);
+        self.stack.push((cidx, path.len()));
+        Ok(())
+    }
+
+    /// The loaded tree at `last_zxid`, with its digest and indexes.
+    pub(crate) fn finish(mut self, last_zxid: i64) -> DataTree {
+        while self.stack.len() > 1 {
+            self.pop();
+        }
+        #[cfg(test)]
+        LAST_LOAD_SLOW.with(|c| c.set(self.slow));
+        let mut t = self.tree;
+        if self.slow {
+            t.finish_load(last_zxid);
+            return t;
+        }
+        let root = t.node(ROOT);
+        let mut d = self.digest.wrapping_add(digest::meta_part("/", root));
+        if !self.root_loaded {
+            d = d.wrapping_add(DataTree::node_data_acl_digest("/", root));
+        }
+        for (id, s) in &t.sessions {
+            d = d.wrapping_add(digest::session_part(*id, s.timeout_ms, &s.passwd));
+        }
+        t.data_size = self.size + size_term("/", root.data_len());
+        t.digest = d;
+        t.finish_common(last_zxid);
+        debug_assert_eq!(t.digest, t.recompute_digest());
+        t
     }
 }
 
@@ -880,6 +1097,6 @@ fn raise_cversion(p: &mut Node, parent_cversion: i32, zxid: i64) {
     };
     if cv > p.cversion {
         p.cversion = cv;
-        p.stat.pzxid = zxid;
+        p.pzxid = zxid;
     }
 }

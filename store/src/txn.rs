@@ -96,6 +96,25 @@ impl LogEntry {
         w.into_inner()
     }
 
+    /// The zxid of an encoded entry, read without decoding the rest (so a
+    /// log can skip entries it does not need cheaply). Never panics.
+    pub(crate) fn peek_zxid(b: &[u8]) -> Result<i64, StoreError> {
+        // FORMAT u8 | session_id i64 | cxid i32 | zxid i64 | ...
+        match (b.first(), b.get(13..21)) {
+            (Some(&FORMAT), Some(z)) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(z);
+                Ok(i64::from_be_bytes(a))
+            }
+            (Some(&FORMAT), None) => Err(StoreError::corrupt("log entry", "truncated header")),
+            (Some(format), _) => Err(StoreError::corrupt(
+                "log entry",
+                format!("unknown format {format}"),
+            )),
+            (None, _) => Err(StoreError::corrupt("log entry", "empty")),
+        }
+    }
+
     /// Decodes one entry; refuses trailing bytes. Never panics.
     pub fn decode(b: &[u8]) -> Result<LogEntry, StoreError> {
         let e = StoreError::decode("log entry");

@@ -42,14 +42,14 @@ fn fresh_tree_matches_standalone_zookeeper() {
     assert_eq!(t.stat("/zookeeper/quota").unwrap(), Stat::default());
     let config = t.get("/zookeeper/config").unwrap();
     assert_eq!(
-        config.stat,
+        config.stat(),
         Stat {
             aversion: -1,
             ..Stat::default()
         }
     );
-    assert_eq!(&*config.acl, &[Acl::new(1, "world", "anyone")]);
-    assert_eq!(&*t.get("/").unwrap().acl, Acl::open_unsafe().as_slice());
+    assert_eq!(&**config.acl(), &[Acl::new(1, "world", "anyone")]);
+    assert_eq!(&**t.get("/").unwrap().acl(), Acl::open_unsafe().as_slice());
     assert_eq!(t.children("/").unwrap(), vec!["zookeeper"]);
     assert_eq!(t.children("/zookeeper").unwrap(), vec!["config", "quota"]);
     assert_eq!(t.node_count(), 4);
@@ -213,7 +213,7 @@ fn containers_show_owner_zero_and_become_candidates_after_losing_children() {
     let n = d.tree.get("/c").unwrap();
     assert_eq!(n.kind(), NodeKind::Container);
     assert_eq!(n.raw_owner(), CONTAINER_OWNER);
-    assert_eq!(n.stat.ephemeral_owner, 0);
+    assert_eq!(n.stat().ephemeral_owner, 0);
     assert!(
         d.tree.container_candidates().is_empty(),
         "never had a child"
@@ -239,7 +239,7 @@ fn ttl_nodes_expire_by_mtime_and_only_when_childless() {
     t.apply(&hdr(0, 10, 5000), &create("/t", b"", owner, 1));
     let n = t.get("/t").unwrap();
     assert_eq!(n.kind(), NodeKind::Ttl(1000));
-    assert_eq!(n.stat.ephemeral_owner, 0);
+    assert_eq!(n.stat().ephemeral_owner, 0);
     assert!(
         t.ttl_candidates(6000).is_empty(),
         "elapsed == ttl is not expired"
@@ -328,8 +328,8 @@ fn set_acl_updates_aversion_and_interns_acls() {
     t.apply(&hdr(0, 10, 100), &create("/a", b"", 0, 1));
     t.apply(&hdr(0, 11, 100), &create("/b", b"", 0, 2));
     assert!(Arc::ptr_eq(
-        &t.get("/a").unwrap().acl,
-        &t.get("/b").unwrap().acl
+        t.get("/a").unwrap().acl(),
+        t.get("/b").unwrap().acl()
     ));
     let acl = vec![Acl::new(31, "digest", "u:hash")];
     let a = t.apply(
@@ -344,7 +344,7 @@ fn set_acl_updates_aversion_and_interns_acls() {
     assert_eq!(a.outcome, Outcome::SetAcl { stat: s });
     assert!(a.triggers.is_empty());
     assert_eq!((s.aversion, s.mzxid, s.mtime, s.version), (1, 10, 100, 0));
-    assert_eq!(&*t.get("/a").unwrap().acl, acl.as_slice());
+    assert_eq!(&**t.get("/a").unwrap().acl(), acl.as_slice());
     t.apply(
         &hdr(0, 13, 900),
         &Txn::SetAcl {
@@ -354,8 +354,8 @@ fn set_acl_updates_aversion_and_interns_acls() {
         },
     );
     assert!(Arc::ptr_eq(
-        &t.get("/a").unwrap().acl,
-        &t.get("/b").unwrap().acl
+        t.get("/a").unwrap().acl(),
+        t.get("/b").unwrap().acl()
     ));
 }
 
@@ -449,7 +449,7 @@ fn replayed_create_of_existing_node_still_raises_parent_cversion() {
     assert_eq!(a.outcome, Outcome::Error(ErrorCode::NodeExists.code()));
     assert!(a.triggers.is_empty());
     let p = t.get("/p").unwrap();
-    assert_eq!((p.persisted_cversion(), p.stat.pzxid), (5, 20));
+    assert_eq!((p.persisted_cversion(), p.stat().pzxid), (5, 20));
     assert_eq!(
         t.get("/p/c").unwrap().data_bytes(),
         b"",
@@ -458,7 +458,7 @@ fn replayed_create_of_existing_node_still_raises_parent_cversion() {
     // A smaller value changes nothing.
     t.apply(&hdr(0, 21, 1), &create("/p/c", b"", 0, 2));
     let p = t.get("/p").unwrap();
-    assert_eq!((p.persisted_cversion(), p.stat.pzxid), (5, 20));
+    assert_eq!((p.persisted_cversion(), p.stat().pzxid), (5, 20));
     assert_eq!(t.digest(), t.recompute_digest());
 }
 

@@ -151,8 +151,8 @@ fn snapshot_round_trip_preserves_everything() {
     // ACLs come back interned.
     let a = loaded.get("/d1").unwrap();
     let b = loaded.get("/d2").unwrap();
-    if a.acl == b.acl {
-        assert!(Arc::ptr_eq(&a.acl, &b.acl));
+    if a.acl() == b.acl() {
+        assert!(Arc::ptr_eq(a.acl(), b.acl()));
     }
 }
 

@@ -172,6 +172,6 @@ fn null_data_stays_null_through_log_and_apply() {
     assert_eq!(back, e);
     let mut t = DataTree::new();
     t.apply(&back.hdr, &back.txn);
-    assert_eq!(t.get("/n").unwrap().data, None);
-    assert_eq!(t.get("/n").unwrap().stat.data_length, 0);
+    assert_eq!(t.get("/n").unwrap().data(), None);
+    assert_eq!(t.get("/n").unwrap().stat().data_length, 0);
 }

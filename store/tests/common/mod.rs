@@ -243,7 +243,14 @@ pub type DumpRow = (String, corral_proto::Stat, Option<Vec<u8>>, Vec<Acl>);
 
 pub fn dump(tree: &DataTree) -> Vec<DumpRow> {
     let mut v = Vec::new();
-    tree.for_each_node(|p, n| v.push((p.to_string(), n.stat, n.data.clone(), n.acl.to_vec())));
+    tree.for_each_node(|p, n| {
+        v.push((
+            p.to_string(),
+            n.stat(),
+            n.data().map(<[u8]>::to_vec),
+            n.acl().to_vec(),
+        ))
+    });
     v
 }
 
