@@ -19,8 +19,17 @@
 //!   - `core::election`: fast leader election.
 //!   - `core::leader` / `core::follower`: discovery, sync (DIFF, TRUNC,
 //!     TRUNC+DIFF, SNAP) and broadcast on each side.
-//! - The QUIC driver (`voter::net`) comes later; it will be a thin loop that
-//!   moves `Output`s onto streams and the disk and feeds results back.
+//! - [`wire`]: the binary encoding of core messages (a version byte, a tag,
+//!   jute fields; log entries in the store's own format). It lives here, not
+//!   in `proto/` as DESIGN.md first drew it, because `Message` is a voter
+//!   type built on the store's `LogEntry`.
+//! - [`net`]: the QUIC transport (quinn + rustls with the ring provider,
+//!   mutual TLS). One connection per peer pair (the smaller id dials), one
+//!   stream per [`net::Channel`] (election, learner feed, forwarded
+//!   requests) and direction, bounded per-peer queues that refuse rather
+//!   than grow, reconnect with backoff. A peer's certificate must carry the
+//!   URI SAN `corral://server/<id>` of the id it is configured as.
+//! - [`certs`]: the dev PKI behind `corral cert` (rcgen) and peer identity.
 //!
 //! # Ordering rules (asserted or enforced in the core)
 //!
@@ -66,7 +75,9 @@
 //!
 //! # Not yet here
 //!
-//! Observers, the QUIC driver, request prep on the leader, session tracking
-//! across the ensemble and the wire encoding of messages.
+//! Observers (issue 4) and dynamic reconfiguration (issue 7).
 
+pub mod certs;
 pub mod core;
+pub mod net;
+pub mod wire;
