@@ -148,6 +148,16 @@ impl Core {
         if n.vote.cmp_candidate(&proposal).is_gt() {
             self.set_proposal(n.vote);
         } else {
+            if n.vote.cmp_candidate(&proposal).is_lt() {
+                // The sender has not heard our better vote (it may have been
+                // FOLLOWING when we broadcast it): tell it now rather than at
+                // our next re-send, so a failover does not wait for timers.
+                let n = Notification {
+                    vote: proposal,
+                    state: PeerState::Looking,
+                };
+                self.send(from, Message::Notification(n));
+            }
             self.check_quorum();
         }
     }

@@ -438,6 +438,21 @@ impl Core {
                     zxid: d.last_zxid,
                 },
             ),
+            Stage::Discovery => {
+                // The leader may still have been LOOKING when our FollowerInfo
+                // arrived (we decided first) and dropped it: say it again each
+                // tick. The same `conn`, so a leader that has it ignores it.
+                let (conn, accepted_epoch, last_zxid) =
+                    (f.conn, self.accepted_epoch, self.log.last());
+                self.send(
+                    leader,
+                    Message::FollowerInfo {
+                        conn,
+                        accepted_epoch,
+                        last_zxid,
+                    },
+                );
+            }
             stage => {
                 if let Some(epoch) = match stage {
                     Stage::Discovery => None,

@@ -578,7 +578,7 @@ impl Core {
             _ => None,
         };
         let max = self.cfg.max_in_flight;
-        let in_flight = self.log.uncommitted().len();
+        let in_flight = self.log.uncommitted_len();
         let last = self.log.last();
         let Some(l) = self.leader_ref() else {
             return Err(SubmitError::NotLeader {

@@ -96,6 +96,15 @@ impl Log {
         self.entries.get(i).map(zxid_of)
     }
 
+    /// How many entries follow the commit point (without listing them).
+    pub(crate) fn uncommitted_len(&self) -> usize {
+        let i = match self.index_of(self.committed) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        };
+        self.entries.len() - i
+    }
+
     /// Entries after the commit point (proposed or in doubt).
     pub(crate) fn uncommitted(&self) -> Vec<Zxid> {
         self.after(self.committed).iter().map(zxid_of).collect()
@@ -212,6 +221,7 @@ mod tests {
         assert_eq!(log.first_after(z(5)), None);
         assert_eq!(log.commit_through(z(4)).len(), 4);
         assert_eq!(log.uncommitted(), vec![z(5)]);
+        assert_eq!(log.uncommitted_len(), 1);
         log.trim(1);
         assert_eq!(log.start(), Zxid::ZERO, "no snapshot covers anything yet");
         assert!(log.set_snapshot(Snapshot {

@@ -129,6 +129,23 @@ fn a_looking_server_adopts_a_better_vote_and_rebroadcasts() {
 }
 
 #[test]
+fn a_worse_vote_in_our_round_gets_our_proposal_back_at_once() {
+    // Goal: a peer that missed our broadcast (it was still following when we
+    // sent it) learns our better vote from the reply to its own, not at our
+    // next timed re-send, so failover is not held up by election timers.
+    let mut c = core(2, 3, Recovered::default());
+    drain(&mut c);
+    let mut worse = c.own_vote();
+    worse.leader = ServerId(1);
+    c.handle_message(1, ServerId(1), looking(worse));
+    let out = sends(&drain(&mut c));
+    assert_eq!(out, vec![(ServerId(1), looking(c.own_vote()))]);
+    // An equal vote is not answered (no ping-pong).
+    c.handle_message(2, ServerId(1), looking(c.own_vote()));
+    assert!(sends(&drain(&mut c)).is_empty());
+}
+
+#[test]
 fn a_stale_round_is_answered_not_counted() {
     // Goal: a notification from an older round leaves our proposal alone and
     // gets our current vote back.
