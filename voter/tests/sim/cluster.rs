@@ -111,11 +111,6 @@ struct Node {
     incarnation: u64,
     down_until_ms: Option<u64>,
     commits_since_snapshot: usize,
-    /// A truncation is written but not synced. `MemTxnLog` replays a torn
-    /// record onto the durable log at a crash, where the unsynced truncation
-    /// has not happened, so the torn record would land mid-log; a real
-    /// append-only file cannot do that, so the sim tears only without one.
-    truncated_unsynced: bool,
 }
 
 impl Node {
@@ -238,7 +233,6 @@ impl Cluster {
                 incarnation: 0,
                 down_until_ms: None,
                 commits_since_snapshot: 0,
-                truncated_unsynced: false,
             });
         }
         for i in 0..c.nodes.len() {
@@ -302,10 +296,9 @@ impl Cluster {
         if node.core.is_none() {
             return;
         }
-        if torn && !node.truncated_unsynced {
+        if torn {
             node.disk.log.tear_last();
         }
-        node.truncated_unsynced = false;
         node.disk.log.crash();
         node.disk.pending_snapshot = None;
         node.fsyncs.clear();
@@ -340,14 +333,6 @@ impl Cluster {
         match out {
             Output::Send { to, msg } => self.transmit(id, to, msg),
             Output::Persist { id: pid, ops } => {
-                if ops.iter().any(|op| {
-                    matches!(
-                        op,
-                        PersistOp::TruncateAfter(_) | PersistOp::InstallSnapshot(_)
-                    )
-                }) {
-                    self.nodes[i].truncated_unsynced = true;
-                }
                 let disk = &mut self.nodes[i].disk;
                 for op in ops {
                     match op {
@@ -502,7 +487,6 @@ impl Cluster {
             let node = &mut self.nodes[i];
             node.fsyncs.pop_front();
             node.disk.log.sync().expect("mem sync");
-            node.truncated_unsynced = false;
             if let Some(s) = node.disk.pending_snapshot.take() {
                 node.disk.snapshot = Some(s);
             }
