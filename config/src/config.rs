@@ -84,6 +84,28 @@ pub struct Config {
     pub tls_reload_interval_ms: u64,
     /// Txn log engine: "file" (segmented files, the default) or "sled".
     pub txn_log_engine: String,
+    /// Directory made by `corral cert`: `ca.pem`, `server-<id>.pem`,
+    /// `server-<id>.key`. Used for the peer (QUIC) TLS files not set below.
+    pub peer_tls_dir: Option<PathBuf>,
+    /// PEM bundle of the cluster CA that signs every server's certificate.
+    pub peer_tls_ca_file: Option<PathBuf>,
+    /// PEM certificate chain of this server (leaf first); it must name
+    /// `corral://server/<server_id>` as a URI SAN.
+    pub peer_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of this server's peer certificate.
+    pub peer_tls_key_file: Option<PathBuf>,
+    /// The voting core's tick: leader pings and election re-sends.
+    pub peer_tick_ms: u64,
+    /// Peer ticks of silence after which a leader drops a follower and a
+    /// follower gives up on its leader (the failover detection time).
+    pub peer_sync_limit_ticks: u32,
+    /// Peer ticks a new leader may spend in discovery and sync (SNAP
+    /// transfers of large trees need this to be generous).
+    pub peer_init_limit_ticks: u32,
+    /// ZooKeeper's `readonlymode.enabled`: while a voter has no quorum, clients
+    /// that ask for read-only mode may connect and read (writes fail with
+    /// NOTREADONLY).
+    pub read_only_mode: bool,
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
@@ -140,6 +162,14 @@ impl Default for Config {
             tls_client_auth: None,
             tls_reload_interval_ms: 5000,
             txn_log_engine: "file".to_string(),
+            peer_tls_dir: None,
+            peer_tls_ca_file: None,
+            peer_tls_cert_file: None,
+            peer_tls_key_file: None,
+            peer_tick_ms: 100,
+            peer_sync_limit_ticks: 5,
+            peer_init_limit_ticks: 100,
+            read_only_mode: false,
         }
     }
 }
@@ -177,6 +207,28 @@ impl Config {
             None if self.tls_ca_file.is_some() => "want".to_string(),
             None => "none".to_string(),
         }
+    }
+
+    /// Whether this node is part of an ensemble (more than one server listed).
+    pub fn is_cluster(&self) -> bool {
+        self.servers.len() > 1
+    }
+
+    /// The peer TLS files (CA, certificate, key), each from its own key or
+    /// else from `peer_tls_dir`; `None` for a file neither names.
+    pub fn peer_tls_files(&self) -> [Option<PathBuf>; 3] {
+        let dir = |name: String| self.peer_tls_dir.as_ref().map(|d| d.join(name));
+        [
+            self.peer_tls_ca_file
+                .clone()
+                .or_else(|| dir("ca.pem".into())),
+            self.peer_tls_cert_file
+                .clone()
+                .or_else(|| dir(format!("server-{}.pem", self.server_id))),
+            self.peer_tls_key_file
+                .clone()
+                .or_else(|| dir(format!("server-{}.key", self.server_id))),
+        ]
     }
 
     /// This node's own `servers` entry, if it runs in a cluster.
@@ -221,6 +273,14 @@ pub const KEYS: &[&str] = &[
     "tls_client_auth",
     "tls_reload_interval_ms",
     "txn_log_engine",
+    "peer_tls_dir",
+    "peer_tls_ca_file",
+    "peer_tls_cert_file",
+    "peer_tls_key_file",
+    "peer_tick_ms",
+    "peer_sync_limit_ticks",
+    "peer_init_limit_ticks",
+    "read_only_mode",
 ];
 
 #[cfg(test)]

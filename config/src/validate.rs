@@ -46,6 +46,7 @@ const CHECKS: &[Check] = &[
     check_log_level,
     check_tls,
     check_txn_log_engine,
+    check_peers,
 ];
 
 impl Config {
@@ -289,6 +290,57 @@ fn check_server_entry(s: &ServerEntry) -> Result<(), ConfigError> {
                 format!("server {}: {name} 0 is not a valid port (1-65535)", s.id),
             ));
         }
+    }
+    Ok(())
+}
+
+fn check_peers(c: &Config) -> Result<(), ConfigError> {
+    for (key, v) in [
+        ("peer_tick_ms", c.peer_tick_ms),
+        ("peer_sync_limit_ticks", u64::from(c.peer_sync_limit_ticks)),
+        ("peer_init_limit_ticks", u64::from(c.peer_init_limit_ticks)),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::invalid(key, "must be > 0"));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// What running this config as an ensemble member needs beyond
+    /// [`Config::validate`]: the peer TLS files, and voters only (observers
+    /// come later). Loading a config does not require these, so tools can
+    /// read any zoo.cfg; `corral serve` checks them before it starts.
+    pub fn check_cluster(&self) -> Result<(), ConfigError> {
+        check_cluster(self)
+    }
+}
+
+fn check_cluster(c: &Config) -> Result<(), ConfigError> {
+    if !c.is_cluster() {
+        return Ok(());
+    }
+    let names = [
+        "peer_tls_ca_file",
+        "peer_tls_cert_file",
+        "peer_tls_key_file",
+    ];
+    for (name, file) in names.iter().zip(c.peer_tls_files()) {
+        if file.is_none() {
+            return Err(ConfigError::invalid(
+                name,
+                "an ensemble talks over mutual TLS: set peer_tls_dir to a directory made by \
+                 `corral cert --dir DIR --ids 1,2,3`, or set peer_tls_ca_file, \
+                 peer_tls_cert_file and peer_tls_key_file",
+            ));
+        }
+    }
+    if c.servers.iter().any(|s| s.observer) {
+        return Err(ConfigError::invalid(
+            "servers",
+            "observers are not supported yet; list voters (participants) only",
+        ));
     }
     Ok(())
 }
@@ -617,20 +669,43 @@ mod tests {
     }
 
     #[test]
-    fn cluster_config_with_own_id_is_valid() {
-        // Goal: a servers list that contains server_id passes, observers included.
-        let config = Config {
+    fn cluster_config_with_own_id_and_peer_tls_is_valid() {
+        // Goal: a voters list that contains server_id, with peer TLS files,
+        // passes; without them, or with an observer (not supported yet), the
+        // error names the key to fix.
+        let mut config = Config {
             server_id: 3,
-            servers: vec![
-                server(1),
-                server(2),
-                ServerEntry {
-                    observer: true,
-                    ..server(3)
-                },
-            ],
+            servers: vec![server(1), server(2), server(3)],
+            peer_tls_dir: Some("certs".into()),
             ..Config::default()
         };
-        assert!(config.validate().is_ok());
+        assert!(config.validate().is_ok() && config.check_cluster().is_ok());
+        assert_eq!(
+            config.peer_tls_files()[1].as_deref(),
+            Some(std::path::Path::new("certs/server-3.pem"))
+        );
+        config.peer_tls_cert_file = Some("mine.pem".into());
+        assert_eq!(
+            config.peer_tls_files()[1].as_deref(),
+            Some(std::path::Path::new("mine.pem"))
+        );
+        config.peer_tls_dir = None;
+        assert!(config.validate().is_ok(), "loading does not need peer TLS");
+        let e = config.check_cluster().unwrap_err().to_string();
+        assert!(
+            e.contains("peer_tls_ca_file") && e.contains("corral cert"),
+            "{e}"
+        );
+        config.peer_tls_dir = Some("certs".into());
+        config.servers[2].observer = true;
+        let e = config.check_cluster().unwrap_err().to_string();
+        assert!(e.contains("observers"), "{e}");
+        config.servers[2].observer = false;
+        config.peer_tick_ms = 0;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("peer_tick_ms"));
     }
 }

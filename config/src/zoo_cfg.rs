@@ -48,6 +48,7 @@ pub const ZOO_CFG_KEYS: &[(&str, &str)] = &[
     ("max_frame_bytes", "jute.maxbuffer"),
     ("four_letter_words", "4lw.commands.whitelist"),
     ("ttl_nodes_enabled", "extendedTypesEnabled"),
+    ("read_only_mode", "readonlymode.enabled"),
     (
         "container_check_interval_ms",
         "znode.container.checkIntervalMs",
@@ -233,6 +234,9 @@ impl Parser {
             }
             "extendedTypesEnabled" => {
                 self.parsed.config.ttl_nodes_enabled = self.boolean(line, name, value)?
+            }
+            "readonlymode.enabled" => {
+                self.parsed.config.read_only_mode = self.boolean(line, name, value)?
             }
             "znode.container.checkIntervalMs" => {
                 self.parsed.config.container_check_interval_ms = self.number(line, name, value)?

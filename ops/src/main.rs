@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod client;
+mod cluster;
+mod dev;
 mod serve;
 
 #[derive(Parser)]
@@ -39,6 +41,23 @@ enum Cmd {
     },
     /// Drive a ZooKeeper-compatible server with a workload and print throughput and latency.
     Bench(bench::BenchArgs),
+    /// Make a dev CA and node certificates for the peer (QUIC) links.
+    Cert {
+        /// Directory for ca.pem, ca.key, server-<id>.pem and server-<id>.key.
+        #[arg(long, default_value = "corral-certs")]
+        dir: PathBuf,
+        /// Server ids to issue certificates for, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+        /// Extra DNS names or IPs for every certificate.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Re-issue node certificates that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a local ensemble of voters as separate processes on loopback.
+    Dev(dev::DevArgs),
     /// Send a four-letter word and print the answer.
     Fourlw {
         word: String,
@@ -53,6 +72,13 @@ fn main() -> ExitCode {
         Cmd::Serve { config, zoo_cfg } => serve::run(config, zoo_cfg),
         Cmd::HashPassword { password } => hash_password(password),
         Cmd::Fourlw { word, server } => fourlw(&word, server),
+        Cmd::Cert {
+            dir,
+            ids,
+            hosts,
+            force,
+        } => cert(&dir, &ids, &hosts, force),
+        Cmd::Dev(args) => dev::run(args),
         Cmd::Bench(args) => match bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -60,6 +86,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn cert(dir: &std::path::Path, ids: &[u64], hosts: &[String], force: bool) -> ExitCode {
+    match corral_voter::certs::generate_dev_pki(dir, ids, hosts, force) {
+        Ok(report) => {
+            for p in &report.written {
+                println!("wrote {}", p.display());
+            }
+            for p in &report.kept {
+                println!("kept  {}", p.display());
+            }
+            println!(
+                "peer TLS for servers {ids:?}: set peer_tls_dir = \"{}\" on each",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corral cert: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -88,17 +136,7 @@ fn hash_password(password: Option<String>) -> ExitCode {
 }
 
 fn fourlw(word: &str, server: SocketAddr) -> ExitCode {
-    use std::io::{Read, Write};
-    let run = || -> std::io::Result<String> {
-        let mut s =
-            std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(5))?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        s.write_all(word.as_bytes())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    };
-    match run() {
+    match four_letter_word(server, word) {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -108,4 +146,15 @@ fn fourlw(word: &str, server: SocketAddr) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends a four-letter word and returns the whole answer.
+pub fn four_letter_word(server: SocketAddr, word: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(5))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(word.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }

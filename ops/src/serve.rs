@@ -25,11 +25,9 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    if cfg.servers.len() > 1 {
-        tracing::warn!(
-            servers = cfg.servers.len(),
-            "server.N lines name an ensemble, but this build runs a single node; serving standalone"
-        );
+    if let Err(e) = cfg.check_cluster() {
+        eprintln!("corral: configuration error: {e}");
+        return ExitCode::from(2);
     }
     // One process-wide crypto provider (ring), before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -46,7 +44,18 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let node = match Node::start_with_tls(opts, supers, tls).await {
+        let started = if cfg.is_cluster() {
+            match crate::cluster::voter_role(&cfg).await {
+                Ok(role) => Node::start_role(opts, supers, tls, Box::new(role)).await,
+                Err(e) => {
+                    eprintln!("corral: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            Node::start_with_tls(opts, supers, tls).await
+        };
+        let node = match started {
             Ok(n) => n,
             Err(e) => {
                 eprintln!("corral: {e}");
@@ -105,6 +114,7 @@ fn options(cfg: &Config) -> ServerOptions {
     o.snap_retain_count = cfg.snap_retain_count as usize;
     o.max_batch = cfg.max_batch;
     o.max_outstanding_per_session = cfg.max_outstanding_per_session;
+    o.read_only_mode = cfg.read_only_mode;
     o.log_engine = match cfg.txn_log_engine.as_str() {
         "sled" => corral_server::state::LogEngine::Sled,
         _ => corral_server::state::LogEngine::File,

@@ -137,12 +137,6 @@ pub async fn serve_with<S>(
             return;
         }
     };
-    if !shared.is_serving() {
-        // As ZooKeeper does while it has no quorum: close, so the client
-        // tries another server.
-        tracing::debug!(peer = %remote, "closing connection: not serving (no leader yet)");
-        return;
-    }
     let req = match ConnectRequest::from_bytes(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -154,21 +148,44 @@ pub async fn serve_with<S>(
             return;
         }
     };
-    let Some((conn_id, handle, rsp, out_rx)) =
-        handshake(&shared, &repl, &req, remote, transport_principals).await
-    else {
-        let rsp = ConnectResponse {
-            protocol_version: 0,
-            timeout_ms: 0,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: false,
-        };
-        let _ = wr
-            .write_all(&connect_frame(&rsp, req.read_only.is_some()))
-            .await;
-        let _ = wr.flush().await;
+    let read_only = !shared.is_serving();
+    if read_only && !(shared.opts.read_only_mode && req.read_only == Some(true)) {
+        // As ZooKeeper does while it has no quorum: close, so the client
+        // tries another server (unless it asked for, and we allow, read-only).
+        tracing::debug!(peer = %remote, "closing connection: not serving (no leader yet)");
         return;
+    }
+    let hs = handshake(
+        &shared,
+        &repl,
+        &req,
+        remote,
+        transport_principals,
+        read_only,
+    )
+    .await;
+    let (conn_id, handle, rsp, out_rx) = match hs {
+        Ok(x) => x,
+        Err(Refusal::Unavailable) => {
+            // No answer either way (queue full, leader unreachable): close,
+            // and the client retries, here or elsewhere, with its session.
+            tracing::debug!(peer = %remote, "closing connection: session could not be checked now");
+            return;
+        }
+        Err(Refusal::Expired) => {
+            let rsp = ConnectResponse {
+                protocol_version: 0,
+                timeout_ms: 0,
+                session_id: 0,
+                passwd: vec![0; 16],
+                read_only: false,
+            };
+            let _ = wr
+                .write_all(&connect_frame(&rsp, req.read_only.is_some()))
+                .await;
+            let _ = wr.flush().await;
+            return;
+        }
     };
     if wr
         .write_all(&connect_frame(&rsp, req.read_only.is_some()))
@@ -246,23 +263,38 @@ fn new_session_id(shared: &Shared) -> i64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Creates or resumes the session; None means "refuse as expired".
+/// Why a handshake gives no session.
+enum Refusal {
+    /// The session is gone (or the password is wrong): ZooKeeper's answer,
+    /// a ConnectResponse with timeout 0.
+    Expired,
+    /// The answer is not known now; close without one.
+    Unavailable,
+}
+
+/// Creates or resumes the session.
 async fn handshake(
     shared: &Arc<Shared>,
     repl: &Arc<dyn Replicator>,
     req: &ConnectRequest,
     remote: SocketAddr,
     transport_principals: Vec<Principal>,
-) -> Option<(
-    ConnId,
-    Arc<ConnHandle>,
-    ConnectResponse,
-    mpsc::Receiver<Outbound>,
-)> {
+    read_only: bool,
+) -> Result<
+    (
+        ConnId,
+        Arc<ConnHandle>,
+        ConnectResponse,
+        mpsc::Receiver<Outbound>,
+    ),
+    Refusal,
+> {
     let timeout_ms = negotiate_timeout(shared, req.timeout_ms);
     let mut principals = corral_auth::connect_principals(remote.ip());
     principals.extend(transport_principals);
-    let (session_id, passwd) = if req.session_id == 0 {
+    let (session_id, passwd) = if read_only {
+        read_only_session(shared, req, timeout_ms).ok_or(Refusal::Expired)?
+    } else if req.session_id == 0 {
         let session_id = new_session_id(shared);
         let mut passwd = vec![0u8; 16];
         rand::thread_rng().fill_bytes(&mut passwd);
@@ -278,9 +310,9 @@ async fn handshake(
             reply: Some(tx),
         };
         submit(repl, w).await;
-        let c = rx.await.ok()?;
+        let c = rx.await.map_err(|_| Refusal::Unavailable)?;
         if c.err != 0 {
-            return None;
+            return Err(Refusal::Unavailable);
         }
         if let Ok(mut t) = shared.tracker.lock() {
             t.add(session_id, timeout_ms as u32, shared.now_ms());
@@ -288,7 +320,7 @@ async fn handshake(
         (session_id, passwd)
     } else {
         let ok = {
-            let tree = shared.tree.read().ok()?;
+            let tree = shared.tree.read().map_err(|_| Refusal::Unavailable)?;
             tree.sessions()
                 .get(&req.session_id)
                 .is_some_and(|s| s.passwd == req.passwd)
@@ -297,14 +329,14 @@ async fn handshake(
             && repl
                 .revalidate(shared, req.session_id, timeout_ms)
                 .await
-                .unwrap_or(false);
+                .map_err(|_| Refusal::Unavailable)?;
         if !live {
             tracing::info!(
                 peer = %remote,
                 session = format_args!("0x{:x}", req.session_id),
                 "refusing reconnect: session expired or wrong password"
             );
-            return None;
+            return Err(Refusal::Expired);
         }
         (req.session_id, req.passwd.clone())
     };
@@ -319,6 +351,7 @@ async fn handshake(
         packets_received: Default::default(),
         packets_sent: Default::default(),
         last_zxid: Default::default(),
+        read_only,
     });
     if let Ok(mut conns) = shared.conns.lock() {
         conns.insert(conn_id, handle.clone());
@@ -337,9 +370,39 @@ async fn handshake(
         timeout_ms,
         session_id,
         passwd,
-        read_only: false,
+        read_only,
     };
-    Some((conn_id, handle, rsp, rx))
+    Ok((conn_id, handle, rsp, rx))
+}
+
+/// A session for a read-only client: local to this node, as ZooKeeper's
+/// read-only server makes them. A client may resume its own local session
+/// here; a replicated session cannot be checked without a quorum, so it gets
+/// a new one (the client sees session expiry, as with ZooKeeper).
+fn read_only_session(
+    shared: &Shared,
+    req: &ConnectRequest,
+    timeout_ms: i32,
+) -> Option<(i64, Vec<u8>)> {
+    let now = shared.now_ms();
+    let mut ro = shared.ro_sessions.lock().ok()?;
+    if req.session_id != 0 && ro.get(&req.session_id) == Some(&req.passwd) {
+        if let Ok(mut t) = shared.tracker.lock() {
+            t.add(req.session_id, timeout_ms as u32, now);
+        }
+        return Some((req.session_id, req.passwd.clone()));
+    }
+    if req.session_id != 0 {
+        return None;
+    }
+    let session_id = new_session_id(shared);
+    let mut passwd = vec![0u8; 16];
+    rand::thread_rng().fill_bytes(&mut passwd);
+    ro.insert(session_id, passwd.clone());
+    if let Ok(mut t) = shared.tracker.lock() {
+        t.add(session_id, timeout_ms as u32, now);
+    }
+    Some((session_id, passwd))
 }
 
 /// Submits a write, waiting (without blocking the runtime) while the queue is full.
@@ -356,6 +419,16 @@ async fn submit(repl: &Arc<dyn Replicator>, mut w: WriteRequest) {
 }
 
 fn cleanup(shared: &Shared, conn: ConnId, session_id: i64) {
+    let read_only = shared.conn(conn).is_some_and(|c| c.read_only);
+    if read_only {
+        // A local session lives only as long as its connection here.
+        if let Ok(mut t) = shared.tracker.lock() {
+            t.remove(session_id);
+        }
+        if let Ok(mut ro) = shared.ro_sessions.lock() {
+            ro.remove(&session_id);
+        }
+    }
     if let Ok(mut w) = shared.watches.lock() {
         w.remove_conn(conn);
     }
@@ -452,6 +525,17 @@ async fn to_item(
             ErrorCode::Unimplemented.code(),
             None,
         )),
+        req if handle.read_only && matches!(req, Request::CloseSession) => {
+            Item::FrameThenClose(reply_frame(xid, shared.last_zxid(), 0, None))
+        }
+        req if handle.read_only && (req.is_write() || matches!(req, Request::Sync(_))) => {
+            Item::Frame(reply_frame(
+                xid,
+                shared.last_zxid(),
+                ErrorCode::NotReadOnly.code(),
+                None,
+            ))
+        }
         Request::Sync(path) => Item::Sync {
             xid,
             req: Request::Sync(path),

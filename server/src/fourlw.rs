@@ -37,7 +37,7 @@ pub fn answer(shared: &Shared, word: &str) -> String {
         "wchc" => wchc(shared),
         "wchp" => wchp(shared),
         "dump" => dump(shared),
-        "isro" => "rw".into(),
+        "isro" => if shared.is_serving() { "rw" } else { "ro" }.into(),
         "crst" => {
             shared.stats.reset();
             "Connection stats reset.\n".into()

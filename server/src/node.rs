@@ -169,6 +169,7 @@ impl Node {
             epoch_ms: 0,
             serving: AtomicBool::new(false),
             mode: std::sync::RwLock::new(ModeInfo::default()),
+            ro_sessions: Mutex::new(HashMap::new()),
             opts,
         });
         let replicator = role.start(shared.clone(), log).await?;

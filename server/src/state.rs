@@ -38,6 +38,9 @@ pub struct ServerOptions {
     /// Watch events queued to one connection before it is dropped as too slow.
     pub max_queued_events: usize,
     pub log_engine: LogEngine,
+    /// ZooKeeper's `readonlymode.enabled`: while a voter has no quorum, a
+    /// client that asks for read-only mode may still connect and read.
+    pub read_only_mode: bool,
 }
 
 /// Which [`corral_store::TxnLog`] holds the txn log.
@@ -71,6 +74,7 @@ impl ServerOptions {
             max_outstanding_per_session: 1000,
             max_queued_events: 100_000,
             log_engine: LogEngine::File,
+            read_only_mode: false,
         }
     }
 
@@ -98,6 +102,9 @@ pub struct ConnHandle {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
     pub last_zxid: AtomicI64,
+    /// A read-only session on a node without a quorum: reads only, and the
+    /// session is local to this node (never replicated).
+    pub read_only: bool,
 }
 
 impl ConnHandle {
@@ -172,6 +179,8 @@ pub struct Shared {
     pub serving: AtomicBool,
     /// What `srvr`/`mntr` report about this node's role.
     pub mode: RwLock<ModeInfo>,
+    /// Passwords of the local sessions of read-only clients.
+    pub ro_sessions: Mutex<HashMap<i64, Vec<u8>>>,
 }
 
 /// A node's role as the four-letter words show it.
@@ -211,6 +220,18 @@ impl Shared {
 
     pub fn mode(&self) -> ModeInfo {
         self.mode.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Closes the read-only connections (the node serves again: their
+    /// clients reconnect in read-write mode, with a new session).
+    pub fn close_read_only_connections(&self) {
+        let conns: Vec<Arc<ConnHandle>> = match self.conns.lock() {
+            Ok(c) => c.values().filter(|c| c.read_only).cloned().collect(),
+            Err(_) => return,
+        };
+        for c in conns {
+            let _ = c.tx.try_send(Outbound::Close);
+        }
     }
 
     /// Closes every client connection (the node stopped serving: clients

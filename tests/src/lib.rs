@@ -13,6 +13,7 @@
 //! Everything binds to 127.0.0.1 and every wait is bounded.
 
 pub mod diff;
+pub mod ensemble;
 pub mod linearizable;
 mod process;
 pub mod raw;

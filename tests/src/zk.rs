@@ -68,6 +68,7 @@ pub struct ZkBuilder {
     container_check_interval_ms: u64,
     extra_cfg: Vec<String>,
     extra_jvm: Vec<String>,
+    wait_serving: bool,
 }
 
 impl Default for ZkBuilder {
@@ -78,6 +79,7 @@ impl Default for ZkBuilder {
             container_check_interval_ms: 1000,
             extra_cfg: Vec::new(),
             extra_jvm: Vec::new(),
+            wait_serving: true,
         }
     }
 }
@@ -102,6 +104,14 @@ impl ZkBuilder {
     /// An extra `key=value` line for zoo.cfg.
     pub fn cfg_line(mut self, line: &str) -> Self {
         self.extra_cfg.push(line.into());
+        self
+    }
+
+    /// Whether `start` waits until the server serves (default). An ensemble
+    /// member cannot serve until a quorum runs, so ensembles start with
+    /// `false` and poll `srvr` themselves.
+    pub fn wait_serving(mut self, wait: bool) -> Self {
+        self.wait_serving = wait;
         self
     }
 
@@ -231,6 +241,9 @@ impl ZkProc {
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(self.tmp.path().join("zoo.cfg"));
         self.child.spawn(cmd)?;
+        if !self.builder.wait_serving {
+            return Ok(());
+        }
         let addr = self.addr();
         // ZooKeeper answers ruok before it accepts sessions; srvr shows a Mode only
         // once the server is really serving (as zk_real.sh checks).

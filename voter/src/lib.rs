@@ -30,6 +30,12 @@
 //!   than grow, reconnect with backoff. A peer's certificate must carry the
 //!   URI SAN `corral://server/<id>` of the id it is configured as.
 //! - [`certs`]: the dev PKI behind `corral cert` (rcgen) and peer identity.
+//! - [`node`]: the driver that makes a voter a running node: one thread owns
+//!   the core, the txn log (one fsync per round of outputs) and leader prep,
+//!   applies commits to the data tree and completes waiting clients, and
+//!   implements `corral_server`'s `Replicator` (forwarded writes, sessions
+//!   across the ensemble with SESSIONMOVED, `sync` to the leader's commit
+//!   point).
 //!
 //! # Ordering rules (asserted or enforced in the core)
 //!
@@ -80,4 +86,5 @@
 pub mod certs;
 pub mod core;
 pub mod net;
+pub mod node;
 pub mod wire;

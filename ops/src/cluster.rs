@@ -1,0 +1,77 @@
+//! Running as an ensemble member: the peer transport (QUIC with mutual TLS)
+//! and the voter role that `corral serve` starts when `servers` lists more
+//! than one server.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_config::{Config, ServerEntry};
+use corral_voter::certs::PeerTls;
+use corral_voter::net::{Net, NetConfig};
+use corral_voter::node::{PeerLink, VoterOptions, VoterRole};
+
+/// The peer address of a `servers` entry (`host:quorum_port`, resolved).
+pub fn peer_addr(s: &ServerEntry) -> Result<SocketAddr, String> {
+    (s.host.as_str(), s.quorum_port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "server {}: cannot resolve {}:{}: {e}",
+                s.id, s.host, s.quorum_port
+            )
+        })?
+        .next()
+        .ok_or_else(|| format!("server {}: {} has no address", s.id, s.host))
+}
+
+/// Binds the peer port and builds the voter role. Frames from peers are
+/// handed to the voter thread; when its queue is full, the receiving task
+/// waits, which pushes back on QUIC's flow control.
+pub async fn voter_role(cfg: &Config) -> Result<VoterRole, String> {
+    let [ca, cert, key] = cfg.peer_tls_files();
+    let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else {
+        return Err("peer TLS files are not configured (see peer_tls_dir)".into());
+    };
+    let tls = PeerTls::load(&ca, &cert, &key).map_err(|e| format!("peer TLS: {e}"))?;
+    let own = cfg
+        .own_server()
+        .ok_or_else(|| format!("server_id {} is not in servers", cfg.server_id))?;
+    let listen = peer_addr(own)?;
+    let mut peers = Vec::new();
+    for s in cfg.servers.iter().filter(|s| s.id != cfg.server_id) {
+        peers.push((s.id, peer_addr(s)?));
+    }
+    let (net, mut inbound) = Net::start(NetConfig::new(cfg.server_id, listen, peers, tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(addr = %listen, peers = cfg.servers.len() - 1, "peer transport listening (QUIC)");
+    let mut opts = VoterOptions::new(
+        cfg.server_id,
+        cfg.servers
+            .iter()
+            .filter(|s| !s.observer)
+            .map(|s| s.id)
+            .collect(),
+    );
+    opts.tick_ms = cfg.peer_tick_ms;
+    opts.sync_limit_ticks = u64::from(cfg.peer_sync_limit_ticks);
+    opts.init_limit_ticks = u64::from(cfg.peer_init_limit_ticks);
+    Ok(VoterRole::new(opts, move |ensemble| {
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.recv().await {
+                let mut frame = msg.frame;
+                loop {
+                    match ensemble.deliver(msg.from, frame) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            frame = back;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+        Arc::new(net) as Arc<dyn PeerLink>
+    }))
+}

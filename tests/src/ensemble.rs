@@ -1,0 +1,169 @@
+//! `EnsembleProc`: N `corral serve` voters as real processes on loopback,
+//! talking QUIC with certificates made by `corral cert`.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::process::four_letter_word;
+use crate::server::{corral_bin, ServerBuilder, ServerProc};
+
+/// A UDP port on 127.0.0.1 that was free a moment ago (the QUIC peer port).
+pub fn pick_free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.local_addr().expect("local_addr").port()
+}
+
+/// A running ensemble. Dropping it SIGKILLs every server we started.
+pub struct EnsembleProc {
+    pub nodes: Vec<ServerProc>,
+    _certs: TempDir,
+}
+
+/// Options shared by every voter of an ensemble.
+#[derive(Clone, Debug)]
+pub struct EnsembleBuilder {
+    voters: usize,
+    keys: Vec<(String, String)>,
+}
+
+impl EnsembleBuilder {
+    /// Sets a TOML key on every voter (`value` in TOML syntax).
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.keys.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn start(self) -> Result<EnsembleProc> {
+        let n = self.voters;
+        let certs = tempfile::Builder::new().prefix("corral-certs-").tempdir()?;
+        let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let st = Command::new(corral_bin()?)
+            .args(["cert", "--dir"])
+            .arg(certs.path())
+            .args(["--ids", &ids.join(",")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("corral cert")?;
+        if !st.success() {
+            bail!("corral cert failed ({st})");
+        }
+        let client: Vec<u16> = (0..n).map(|_| crate::pick_free_port()).collect();
+        let peer: Vec<u16> = (0..n).map(|_| pick_free_udp_port()).collect();
+        let servers: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{{ id = {}, host = \"127.0.0.1\", quorum_port = {}, election_port = {}, client = \"127.0.0.1:{}\" }}",
+                    i + 1,
+                    peer[i],
+                    peer[i],
+                    client[i]
+                )
+            })
+            .collect();
+        let servers = format!("[{}]", servers.join(", "));
+        let mut nodes = Vec::with_capacity(n);
+        for (i, &port) in client.iter().enumerate() {
+            let mut b = ServerBuilder::default()
+                .port(port)
+                .set("server_id", &(i + 1).to_string())
+                .set("servers", &servers)
+                .set("peer_tls_dir", &format!("{:?}", certs.path()))
+                .set("tick_time_ms", "200")
+                .set("min_session_timeout_ms", "1000");
+            for (k, v) in &self.keys {
+                b = b.set(k, v);
+            }
+            nodes.push(b.start()?);
+        }
+        Ok(EnsembleProc {
+            nodes,
+            _certs: certs,
+        })
+    }
+}
+
+impl EnsembleProc {
+    pub fn builder(voters: usize) -> EnsembleBuilder {
+        EnsembleBuilder {
+            voters,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Starts `voters` voters and waits until they serve under one leader.
+    pub fn start(voters: usize) -> Result<EnsembleProc> {
+        let e = Self::builder(voters).start()?;
+        e.wait_serving(Duration::from_secs(30))?;
+        Ok(e)
+    }
+
+    /// Every client address, comma-separated.
+    pub fn connect_string(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.connect_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr()
+    }
+
+    /// `srvr`'s Mode line of node `i` (`leader`, `follower`, or `None` when
+    /// it is down or not serving).
+    pub fn mode(&self, i: usize) -> Option<String> {
+        let text = four_letter_word(self.nodes[i].addr(), "srvr").ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .map(|m| m.trim().to_string())
+    }
+
+    /// The index of the node that says it leads, if exactly one does.
+    pub fn leader(&self) -> Option<usize> {
+        let leaders: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.mode(i).as_deref() == Some("leader"))
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    /// Waits until every running node serves (one leader, the rest following).
+    pub fn wait_serving(&self, limit: Duration) -> Result<usize> {
+        self.wait_serving_among(&(0..self.nodes.len()).collect::<Vec<_>>(), limit)
+    }
+
+    /// Waits until the nodes `among` serve, one of them leading.
+    pub fn wait_serving_among(&self, among: &[usize], limit: Duration) -> Result<usize> {
+        let t0 = Instant::now();
+        loop {
+            let modes: Vec<Option<String>> = among.iter().map(|&i| self.mode(i)).collect();
+            let leaders: Vec<usize> = among
+                .iter()
+                .zip(&modes)
+                .filter(|(_, m)| m.as_deref() == Some("leader"))
+                .map(|(i, _)| *i)
+                .collect();
+            let all = modes
+                .iter()
+                .all(|m| matches!(m.as_deref(), Some("leader") | Some("follower")));
+            if all && leaders.len() == 1 {
+                return Ok(leaders[0]);
+            }
+            if t0.elapsed() > limit {
+                let logs: Vec<String> = among
+                    .iter()
+                    .map(|&i| format!("--- node {} ---\n{}", i + 1, self.nodes[i].log_tail(15)))
+                    .collect();
+                bail!(
+                    "not serving within {limit:?}: {modes:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,1114 @@
+//! The voter thread. See the module docs of [`super`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_auth::Principal;
+use corral_proto::{ErrorCode, Request};
+use corral_server::apply::{apply_batch, reply_frame, Committed, Completion, ReplyShape};
+use corral_server::commit::{shape_of, WriteOp, WriteRequest};
+use corral_server::prep::{Pending, Prep, PrepOptions};
+use corral_server::state::{wall_ms, ModeInfo, Shared};
+use corral_store::{LogEntry, Txn, TxnLog};
+use tokio::sync::oneshot;
+
+use super::disk::{self, Dirs};
+use super::envelope::{self, Envelope, ForwardOp};
+use super::{Input, PeerLink, VoterOptions};
+use crate::core::{
+    Core, Message, Output, Recovered, Request as CoreRequest, Role, ServerId, SubmitError,
+};
+use crate::net::Channel;
+
+/// Bound of the driver's input queue (client writes and peer frames).
+pub const QUEUE_LEN: usize = 10_000;
+
+/// Inputs handled per round before the outputs are worked off, so one round's
+/// proposals share an fsync without starving the network.
+const MAX_ROUND: usize = 2_000;
+
+pub(crate) fn spawn(
+    opts: VoterOptions,
+    recovered: Recovered,
+    shared: Arc<Shared>,
+    log: Box<dyn TxnLog>,
+    link: Arc<dyn PeerLink>,
+    rx: Receiver<Input>,
+    self_tx: SyncSender<Input>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("corral-voter".into())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Driver::new(opts, recovered, shared, log, link, self_tx).run(rx)
+            }));
+            if r.is_err() {
+                // A broken invariant: stop rather than serve from a node that
+                // can no longer take part in the protocol.
+                eprintln!("corral: the voter thread panicked; aborting");
+                std::process::abort();
+            }
+        })
+        .map(|_| ())
+}
+
+struct Waiter {
+    completion: Completion,
+    since: Instant,
+}
+
+/// A write the leader could not propose yet (too many in flight).
+struct Backlogged {
+    origin: u64,
+    session_id: i64,
+    cxid: i32,
+    principals: Arc<Vec<Principal>>,
+    op: WriteOp,
+    waiter: Option<Completion>,
+}
+
+/// Writes waiting on the leader for in-flight proposals to commit.
+const BACKLOG_LEN: usize = 20_000;
+
+enum Rpc {
+    Sync(oneshot::Sender<bool>),
+    Revalidate {
+        session_id: i64,
+        timeout_ms: i32,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+struct Driver {
+    id: u64,
+    opts: VoterOptions,
+    core: Core,
+    shared: Arc<Shared>,
+    log: Box<dyn TxnLog>,
+    dirs: Dirs,
+    link: Arc<dyn PeerLink>,
+    self_tx: SyncSender<Input>,
+    t0: Instant,
+    /// The leader we serve under, while serving.
+    serving: Option<u64>,
+    pending: Pending,
+    prep_opts: PrepOptions,
+    backlog: VecDeque<Backlogged>,
+    waiters: HashMap<(i64, i32), VecDeque<Waiter>>,
+    rpcs: HashMap<u64, (Instant, Rpc)>,
+    next_rpc: u64,
+    /// `sync`s waiting for this node to apply a leader's commit point.
+    syncs: Vec<(i64, oneshot::Sender<bool>)>,
+    /// Leader: which server each session's client is connected to.
+    owners: HashMap<i64, u64>,
+    last_tick: Instant,
+    last_reap: Instant,
+    applied_since_snapshot: u64,
+    snapshot_running: Arc<AtomicBool>,
+}
+
+impl Driver {
+    fn new(
+        opts: VoterOptions,
+        recovered: Recovered,
+        shared: Arc<Shared>,
+        log: Box<dyn TxnLog>,
+        link: Arc<dyn PeerLink>,
+        self_tx: SyncSender<Input>,
+    ) -> Driver {
+        let core = Core::new(opts.core_config(), recovered, 0);
+        let dirs = Dirs::new(&shared.opts.data_dir);
+        let prep_opts = PrepOptions {
+            ttl_enabled: shared.opts.ttl_nodes_enabled,
+        };
+        if let Ok(mut m) = shared.mode.write() {
+            *m = ModeInfo {
+                mode: "looking",
+                voters: opts.voters.len(),
+                ..ModeInfo::default()
+            };
+        }
+        Driver {
+            id: opts.id,
+            opts,
+            core,
+            dirs,
+            log,
+            link,
+            self_tx,
+            t0: Instant::now(),
+            serving: None,
+            pending: Pending::new(),
+            prep_opts,
+            backlog: VecDeque::new(),
+            waiters: HashMap::new(),
+            rpcs: HashMap::new(),
+            next_rpc: 1,
+            syncs: Vec::new(),
+            owners: HashMap::new(),
+            last_tick: Instant::now(),
+            last_reap: Instant::now(),
+            applied_since_snapshot: 0,
+            snapshot_running: Arc::new(AtomicBool::new(false)),
+            shared,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    fn leading(&self) -> bool {
+        self.serving == Some(self.id)
+    }
+
+    fn run(mut self, rx: Receiver<Input>) {
+        // The core counts time in ms and checks its deadlines when ticked;
+        // ticking four times per configured tick makes elections and
+        // failure detection land within a quarter tick of their deadline.
+        let tick = Duration::from_millis((self.opts.tick_ms / 4).max(1));
+        self.pump();
+        loop {
+            let wait = tick.saturating_sub(self.last_tick.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(i) => self.input(i),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let mut n = 1;
+            while n < MAX_ROUND {
+                match rx.try_recv() {
+                    Ok(i) => self.input(i),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            if self.last_tick.elapsed() >= tick {
+                self.last_tick = Instant::now();
+                self.tick();
+            }
+            self.pump();
+        }
+    }
+
+    // ---- inputs ----
+
+    fn input(&mut self, i: Input) {
+        match i {
+            Input::Peer { from, frame } => self.peer(from, frame),
+            Input::Write(w) => self.write(w),
+            Input::Sync(reply) => self.sync(reply),
+            Input::Revalidate {
+                session_id,
+                timeout_ms,
+                reply,
+            } => self.revalidate(session_id, timeout_ms, reply),
+            Input::SnapshotDone { zxid, path } => self.snapshot_done(zxid, path),
+        }
+    }
+
+    fn peer(&mut self, from: u64, frame: Vec<u8>) {
+        let env = match envelope::decode(&frame) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(peer = from, error = %e, "dropping a malformed peer frame");
+                return;
+            }
+        };
+        let now = self.now();
+        match env {
+            Envelope::Zab(msg) => {
+                let msg = match self.incoming_snapshot(msg) {
+                    Some(m) => m,
+                    None => return,
+                };
+                self.core.handle_message(now, ServerId(from), msg);
+            }
+            Envelope::Forward {
+                session_id,
+                cxid,
+                principals,
+                op,
+            } => {
+                let op = match op {
+                    ForwardOp::Client(req) => WriteOp::Client(req),
+                    ForwardOp::CreateSession { timeout_ms, passwd } => {
+                        WriteOp::CreateSession { timeout_ms, passwd }
+                    }
+                };
+                self.lead_write(from, session_id, cxid, Arc::new(principals), op, None);
+            }
+            Envelope::ForwardFailed { session_id, cxid } => {
+                // Dropping the completion closes the client's connection.
+                self.take_waiter(session_id, cxid);
+            }
+            Envelope::Touch { sessions } => self.touched(from, sessions),
+            Envelope::Revalidate {
+                req,
+                session_id,
+                timeout_ms,
+            } => {
+                // A server that no longer leads cannot tell; it stays silent
+                // and the learner gives up without declaring the session dead.
+                if self.leading() {
+                    let live = self.revalidate_here(from, session_id, timeout_ms);
+                    self.send_env(
+                        from,
+                        Channel::Forward,
+                        &Envelope::RevalidateReply { req, live },
+                    );
+                }
+            }
+            Envelope::RevalidateReply { req, live } => {
+                if let Some((
+                    _,
+                    Rpc::Revalidate {
+                        session_id,
+                        timeout_ms,
+                        reply,
+                    },
+                )) = self.rpcs.remove(&req)
+                {
+                    if live {
+                        if let Ok(mut t) = self.shared.tracker.lock() {
+                            t.add(session_id, timeout_ms.max(0) as u32, self.shared.now_ms());
+                        }
+                    }
+                    let _ = reply.send(live);
+                }
+            }
+            Envelope::Sync { req } => {
+                if self.leading() {
+                    let zxid = self.core.committed_zxid().0;
+                    self.send_env(from, Channel::Forward, &Envelope::SyncReply { req, zxid });
+                }
+            }
+            Envelope::SyncReply { req, zxid } => {
+                if let Some((_, Rpc::Sync(reply))) = self.rpcs.remove(&req) {
+                    if self.shared.last_zxid() >= zxid {
+                        let _ = reply.send(true);
+                    } else {
+                        self.syncs.push((zxid, reply));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A SNAP carries the snapshot's bytes on the wire; keep them as a file
+    /// and hand the core a handle.
+    fn incoming_snapshot(&mut self, msg: Message) -> Option<Message> {
+        let Message::Snap {
+            conn,
+            epoch,
+            snapshot,
+            entries,
+        } = msg
+        else {
+            return Some(msg);
+        };
+        match disk::store_incoming(&self.dirs, snapshot.zxid.0, &snapshot.state) {
+            Ok(handle) => Some(Message::Snap {
+                conn,
+                epoch,
+                snapshot: handle,
+                entries,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store the snapshot sent by the leader; dropping it");
+                None
+            }
+        }
+    }
+
+    fn write(&mut self, w: WriteRequest) {
+        let Some(leader) = self.serving else {
+            // Not serving: dropping the reply closes the connection.
+            return;
+        };
+        if leader == self.id {
+            let shape = match &w.op {
+                WriteOp::Client(req) => shape_of(req),
+                WriteOp::CreateSession { .. } => ReplyShape::Session,
+            };
+            let waiter = w.reply.map(|reply| Completion {
+                xid: w.xid,
+                shape,
+                reply,
+            });
+            self.lead_write(self.id, w.session_id, w.xid, w.principals, w.op, waiter);
+            return;
+        }
+        let op = match w.op {
+            WriteOp::Client(req) => {
+                if let Some(reply) = w.reply {
+                    self.add_waiter(w.session_id, w.xid, shape_of(&req), reply);
+                }
+                ForwardOp::Client(req)
+            }
+            WriteOp::CreateSession { timeout_ms, passwd } => {
+                if let Some(reply) = w.reply {
+                    self.add_waiter(w.session_id, w.xid, ReplyShape::Session, reply);
+                }
+                ForwardOp::CreateSession { timeout_ms, passwd }
+            }
+        };
+        let env = Envelope::Forward {
+            session_id: w.session_id,
+            cxid: w.xid,
+            principals: w.principals.as_ref().clone(),
+            op,
+        };
+        if !self.send_env(leader, Channel::Forward, &env) {
+            self.take_waiter(w.session_id, w.xid);
+        }
+    }
+
+    fn add_waiter(
+        &mut self,
+        session_id: i64,
+        xid: i32,
+        shape: ReplyShape,
+        reply: oneshot::Sender<Committed>,
+    ) {
+        self.waiters
+            .entry((session_id, xid))
+            .or_default()
+            .push_back(Waiter {
+                completion: Completion { xid, shape, reply },
+                since: Instant::now(),
+            });
+    }
+
+    fn take_waiter(&mut self, session_id: i64, cxid: i32) -> Option<Completion> {
+        let q = self.waiters.get_mut(&(session_id, cxid))?;
+        let w = q.pop_front();
+        if q.is_empty() {
+            self.waiters.remove(&(session_id, cxid));
+        }
+        w.map(|w| w.completion)
+    }
+
+    /// The leader preps and proposes a write from `origin` (itself or a
+    /// learner). While `max_in_flight` proposals are uncommitted, writes wait
+    /// in a bounded backlog, in arrival order (so one session's writes keep
+    /// their order); past that bound they are refused with THROTTLEDOP.
+    fn lead_write(
+        &mut self,
+        origin: u64,
+        session_id: i64,
+        cxid: i32,
+        principals: Arc<Vec<Principal>>,
+        op: WriteOp,
+        waiter: Option<Completion>,
+    ) {
+        let w = Backlogged {
+            origin,
+            session_id,
+            cxid,
+            principals,
+            op,
+            waiter,
+        };
+        if !self.backlog.is_empty() {
+            self.backlog_push(w);
+            return;
+        }
+        if let Err(w) = self.propose(w) {
+            self.backlog_push(*w);
+        }
+    }
+
+    fn backlog_push(&mut self, w: Backlogged) {
+        if self.backlog.len() >= BACKLOG_LEN {
+            let e = SubmitError::Busy(self.backlog.len());
+            self.refuse(w.origin, w.session_id, w.cxid, w.waiter, &e);
+            return;
+        }
+        self.backlog.push_back(w);
+    }
+
+    /// Proposes backlogged writes while the core takes them.
+    fn drain_backlog(&mut self) {
+        while let Some(w) = self.backlog.pop_front() {
+            if let Err(w) = self.propose(w) {
+                self.backlog.push_front(*w);
+                return;
+            }
+        }
+    }
+
+    /// Preps and proposes one write; gives it back if the core is busy.
+    fn propose(&mut self, w: Backlogged) -> Result<(), Box<Backlogged>> {
+        let Backlogged {
+            origin,
+            session_id,
+            cxid,
+            principals,
+            op,
+            waiter,
+        } = w;
+        let zxid = match self.core.next_zxid() {
+            Ok(z) => z,
+            Err(SubmitError::Busy(_)) => {
+                return Err(Box::new(Backlogged {
+                    origin,
+                    session_id,
+                    cxid,
+                    principals,
+                    op,
+                    waiter,
+                }))
+            }
+            Err(e) => {
+                self.refuse(origin, session_id, cxid, waiter, &e);
+                return Ok(());
+            }
+        };
+        let time_ms = wall_ms();
+        let txn = {
+            let shared = self.shared.clone();
+            let Ok(tree) = shared.tree.read() else {
+                return Ok(());
+            };
+            match &op {
+                WriteOp::CreateSession { timeout_ms, passwd } => Txn::CreateSession {
+                    timeout_ms: *timeout_ms,
+                    passwd: passwd.clone(),
+                },
+                WriteOp::Client(req) => {
+                    let checked = self.session_check(origin, session_id, req);
+                    let mut prep = Prep {
+                        tree: &tree,
+                        pending: &mut self.pending,
+                        opts: &self.prep_opts,
+                        session_id,
+                        principals: &principals,
+                        zxid: zxid.0,
+                        time_ms,
+                    };
+                    match checked {
+                        Some(code) => Txn::Error(code.code()),
+                        None => prep.request(req.opcode(), req),
+                    }
+                }
+            }
+        };
+        let creates_session = matches!(op, WriteOp::CreateSession { .. });
+        let req = CoreRequest {
+            session_id,
+            cxid,
+            time_ms,
+            txn,
+        };
+        match self.core.handle_submit(self.now(), req) {
+            Ok(z) => {
+                debug_assert_eq!(z, zxid, "prep stamped the zxid the core gave");
+                if creates_session {
+                    self.owners.insert(session_id, origin);
+                }
+                if let Some(c) = waiter {
+                    self.waiters
+                        .entry((session_id, cxid))
+                        .or_default()
+                        .push_back(Waiter {
+                            completion: c,
+                            since: Instant::now(),
+                        });
+                }
+            }
+            Err(e) => {
+                // Prep's pending changes for this zxid never happen.
+                self.pending.clear();
+                self.refuse(origin, session_id, cxid, waiter, &e);
+            }
+        }
+        Ok(())
+    }
+
+    /// ZooKeeper's session checks on the leader: a request of an expired (or
+    /// expiring) session fails with SESSIONEXPIRED, one arriving through a
+    /// server the session has left with SESSIONMOVED. Internal requests
+    /// (expiry, the reaper) are not checked.
+    fn session_check(&self, origin: u64, session_id: i64, req: &Request) -> Option<ErrorCode> {
+        if session_id == 0 {
+            return None;
+        }
+        let live = self
+            .shared
+            .tracker
+            .lock()
+            .map(|t| t.is_live(session_id))
+            .unwrap_or(false);
+        if !live {
+            // The expiry closeSession itself comes from this node with no
+            // client behind it; let it through.
+            if matches!(req, Request::CloseSession) && origin == self.id {
+                return None;
+            }
+            return Some(ErrorCode::SessionExpired);
+        }
+        match self.owners.get(&session_id) {
+            Some(&owner) if owner != origin => Some(ErrorCode::SessionMoved),
+            _ => None,
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        origin: u64,
+        session_id: i64,
+        cxid: i32,
+        waiter: Option<Completion>,
+        e: &SubmitError,
+    ) {
+        tracing::debug!(error = %e, session = format_args!("0x{session_id:x}"), "write refused");
+        if origin != self.id {
+            self.send_env(
+                origin,
+                Channel::Forward,
+                &Envelope::ForwardFailed { session_id, cxid },
+            );
+            return;
+        }
+        let Some(c) = waiter else { return };
+        if let SubmitError::Busy(_) = e {
+            let zxid = self.shared.last_zxid();
+            let code = ErrorCode::ThrottledOp.code();
+            let frame = match c.shape {
+                ReplyShape::Session => None,
+                _ => Some(reply_frame(c.xid, zxid, code, None)),
+            };
+            let _ = c.reply.send(Committed {
+                zxid,
+                err: code,
+                frame,
+            });
+        }
+        // Otherwise drop it: the connection closes and the client retries
+        // elsewhere.
+    }
+
+    fn sync(&mut self, reply: oneshot::Sender<bool>) {
+        match self.serving {
+            None => {
+                let _ = reply.send(false);
+            }
+            // Everything this leader acknowledged is applied here already.
+            Some(l) if l == self.id => {
+                let _ = reply.send(true);
+            }
+            Some(l) => {
+                let req = self.rpc(Rpc::Sync(reply));
+                if !self.send_env(l, Channel::Forward, &Envelope::Sync { req }) {
+                    self.fail_rpc(req);
+                }
+            }
+        }
+    }
+
+    fn revalidate(&mut self, session_id: i64, timeout_ms: i32, reply: oneshot::Sender<bool>) {
+        match self.serving {
+            // Unknown without a leader: dropping the reply closes the
+            // connection and the client retries.
+            None => drop(reply),
+            Some(l) if l == self.id => {
+                let live = self.revalidate_here(self.id, session_id, timeout_ms);
+                let _ = reply.send(live);
+            }
+            Some(l) => {
+                let req = self.rpc(Rpc::Revalidate {
+                    session_id,
+                    timeout_ms,
+                    reply,
+                });
+                let env = Envelope::Revalidate {
+                    req,
+                    session_id,
+                    timeout_ms,
+                };
+                if !self.send_env(l, Channel::Forward, &env) {
+                    self.fail_rpc(req);
+                }
+            }
+        }
+    }
+
+    /// Leader: is the session live? If so it now belongs to `owner`.
+    fn revalidate_here(&mut self, owner: u64, session_id: i64, timeout_ms: i32) -> bool {
+        let now = self.shared.now_ms();
+        let live = match self.shared.tracker.lock() {
+            Ok(mut t) if t.is_live(session_id) => {
+                t.set_timeout(session_id, timeout_ms.max(0) as u32, now);
+                true
+            }
+            _ => false,
+        };
+        if live {
+            self.owners.insert(session_id, owner);
+        }
+        live
+    }
+
+    fn touched(&mut self, from: u64, sessions: Vec<(i64, i32)>) {
+        if !self.leading() {
+            return;
+        }
+        let now = self.shared.now_ms();
+        let known: Vec<bool> = match self.shared.tree.read() {
+            Ok(tree) => sessions
+                .iter()
+                .map(|(s, _)| tree.sessions().contains_key(s))
+                .collect(),
+            Err(_) => return,
+        };
+        let Ok(mut t) = self.shared.tracker.lock() else {
+            return;
+        };
+        for ((s, timeout), in_tree) in sessions.into_iter().zip(known) {
+            if !t.touch(s, now) && in_tree && t.timeout_of(s).is_none() {
+                // A session this leader did not track yet (it became leader
+                // after the session was created): adopt it.
+                t.add(s, timeout.max(0) as u32, now);
+            }
+            self.owners.entry(s).or_insert(from);
+        }
+    }
+
+    fn rpc(&mut self, r: Rpc) -> u64 {
+        let id = self.next_rpc;
+        self.next_rpc += 1;
+        self.rpcs.insert(id, (Instant::now(), r));
+        id
+    }
+
+    /// Gives up on an RPC to the leader: the reply is dropped, which the
+    /// connection reads as "unknown" and closes (a revalidation must not be
+    /// answered "expired" just because the leader did not answer).
+    fn fail_rpc(&mut self, id: u64) {
+        self.rpcs.remove(&id);
+    }
+
+    fn snapshot_done(&mut self, zxid: i64, path: std::path::PathBuf) {
+        let now = self.now();
+        self.core.handle_snapshot(now, disk::handle(zxid, &path));
+        match corral_store::purge_snapshots(
+            &self.dirs.snapshots,
+            self.shared.opts.snap_retain_count,
+        ) {
+            Ok(kept) => {
+                if let Some(&oldest) = kept.iter().min() {
+                    if let Err(e) = self.log.purge_through(oldest) {
+                        tracing::warn!(error = %e, "purging the txn log failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "purging old snapshots failed"),
+        }
+    }
+
+    // ---- ticks ----
+
+    fn tick(&mut self) {
+        let now = self.now();
+        self.core.handle_tick(now);
+        match self.serving {
+            Some(l) if l == self.id => {
+                self.expire_sessions();
+                self.reap();
+            }
+            Some(l) => {
+                let touched = self
+                    .shared
+                    .tracker
+                    .lock()
+                    .map(|mut t| t.drain_touched())
+                    .unwrap_or_default();
+                if !touched.is_empty() {
+                    let sessions = touched.into_iter().map(|(s, t)| (s, t as i32)).collect();
+                    self.send_env(l, Channel::Forward, &Envelope::Touch { sessions });
+                }
+            }
+            None => {}
+        }
+        self.expire_waits();
+        self.update_mode();
+    }
+
+    fn expire_sessions(&mut self) {
+        let now = self.shared.now_ms();
+        let expired = match self.shared.tracker.lock() {
+            Ok(mut t) => t.expire(now),
+            Err(_) => return,
+        };
+        for session_id in expired {
+            tracing::info!(
+                session = format_args!("0x{session_id:x}"),
+                "session expired"
+            );
+            self.lead_write(
+                self.id,
+                session_id,
+                0,
+                Arc::new(Vec::new()),
+                WriteOp::Client(Request::CloseSession),
+                None,
+            );
+        }
+    }
+
+    /// Empty containers and expired TTL nodes, deleted by the leader.
+    fn reap(&mut self) {
+        let interval = Duration::from_millis(self.shared.opts.container_check_interval_ms);
+        if self.last_reap.elapsed() < interval {
+            return;
+        }
+        self.last_reap = Instant::now();
+        let paths = match self.shared.tree.read() {
+            Ok(tree) => {
+                let mut p = tree.container_candidates();
+                if self.shared.opts.ttl_nodes_enabled {
+                    p.extend(tree.ttl_candidates(wall_ms()));
+                }
+                p
+            }
+            Err(_) => return,
+        };
+        for p in paths {
+            self.lead_write(
+                self.id,
+                0,
+                0,
+                Arc::new(vec![corral_auth::super_principal()]),
+                WriteOp::Client(Request::DeleteContainer(p)),
+                None,
+            );
+        }
+    }
+
+    /// Requests whose answer is overdue: a lost forward, a leader that
+    /// vanished mid-request. Their clients' connections close ("maybe").
+    fn expire_waits(&mut self) {
+        let limit =
+            Duration::from_millis(u64::from(self.shared.opts.max_session_timeout_ms).max(10_000));
+        let before = self.waiters.len();
+        self.waiters.retain(|_, q| {
+            q.retain(|w| w.since.elapsed() < limit);
+            !q.is_empty()
+        });
+        if self.waiters.len() < before {
+            tracing::warn!(
+                dropped = before - self.waiters.len(),
+                "dropping writes with no answer from the leader"
+            );
+        }
+        let rpc_limit =
+            Duration::from_millis((self.opts.tick_ms * self.opts.sync_limit_ticks * 4).max(2_000));
+        let overdue: Vec<u64> = self
+            .rpcs
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() >= rpc_limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            self.fail_rpc(id);
+        }
+    }
+
+    fn update_mode(&mut self) {
+        let (learners, synced) = self.core.learner_counts().unwrap_or((0, 0));
+        let mode = match (self.core.role(), self.serving.is_some()) {
+            (Role::Leading, true) => "leader",
+            (Role::Following { .. }, true) => "follower",
+            _ => "looking",
+        };
+        let info = ModeInfo {
+            mode,
+            epoch: self.core.serving_epoch().unwrap_or(0),
+            leader: self.serving,
+            learners,
+            synced_followers: synced,
+            voters: self.opts.voters.len(),
+        };
+        if let Ok(mut m) = self.shared.mode.write() {
+            if *m != info {
+                *m = info;
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    /// Works off the core's outputs until it has nothing more to say.
+    fn pump(&mut self) {
+        loop {
+            let mut persisted = None;
+            let mut commits: Vec<LogEntry> = Vec::new();
+            let mut any = false;
+            while let Some(o) = self.core.poll_output() {
+                any = true;
+                match o {
+                    Output::Send { to, msg } => self.send_msg(to.0, msg),
+                    Output::Persist { id, ops } => {
+                        for op in ops {
+                            if let Err(e) = disk::apply_op(&self.dirs, self.log.as_mut(), op) {
+                                self.disk_failed(&e);
+                            }
+                        }
+                        persisted = Some(id);
+                    }
+                    Output::Commit(e) => commits.push(e),
+                    Output::InstallSnapshot(s) => {
+                        self.apply(std::mem::take(&mut commits));
+                        self.install(&s);
+                    }
+                    Output::Elected { vote, role } => {
+                        tracing::info!(leader = vote.leader.0, zxid = %vote.zxid, ?role, "election finished");
+                    }
+                    Output::RoleChanged(role) => {
+                        self.apply(std::mem::take(&mut commits));
+                        self.stop_serving(role);
+                    }
+                    Output::Serving { epoch, leader } => {
+                        self.apply(std::mem::take(&mut commits));
+                        self.start_serving(epoch, leader.0);
+                    }
+                    Output::Abandoned(z) => {
+                        tracing::info!(count = z.len(), "stopped leading with proposals in flight; their outcome is decided by the next leader");
+                    }
+                }
+            }
+            self.apply(commits);
+            if let Some(id) = persisted {
+                if let Err(e) = self.log.sync() {
+                    self.disk_failed(&e);
+                }
+                self.shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                let now = self.now();
+                self.core.handle_persisted(now, id);
+                continue;
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    /// The log cannot take writes. A voter that cannot persist cannot keep
+    /// its promises to the ensemble: exit, as ZooKeeper does, so the others
+    /// carry on, and restart once the disk is fixed.
+    fn disk_failed(&self, e: &corral_store::StoreError) -> ! {
+        tracing::error!(error = %e, "txn log write failed; a voter cannot continue without a durable log");
+        eprintln!("corral: txn log write failed ({e}); exiting");
+        std::process::exit(70);
+    }
+
+    fn send_msg(&mut self, to: u64, msg: Message) {
+        let channel = match msg {
+            Message::Notification(_) => Channel::Election,
+            _ => Channel::Feed,
+        };
+        let msg = match msg {
+            Message::Snap {
+                conn,
+                epoch,
+                snapshot,
+                entries,
+            } => match disk::read_snapshot(&snapshot) {
+                Ok(bytes) => Message::Snap {
+                    conn,
+                    epoch,
+                    snapshot: crate::core::Snapshot {
+                        zxid: snapshot.zxid,
+                        state: Arc::from(bytes),
+                    },
+                    entries,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the snapshot for a SNAP sync");
+                    return;
+                }
+            },
+            m => m,
+        };
+        self.send_env(to, channel, &Envelope::Zab(msg));
+    }
+
+    fn send_env(&self, to: u64, channel: Channel, env: &Envelope) -> bool {
+        self.link.send(to, channel, envelope::encode(env))
+    }
+
+    /// Applies committed entries in order, completing this node's waiters.
+    fn apply(&mut self, commits: Vec<LogEntry>) {
+        if commits.is_empty() {
+            return;
+        }
+        let last = commits.last().map(|e| e.hdr.zxid).unwrap_or(0);
+        let leading = self.leading();
+        let mut batch = Vec::with_capacity(commits.len());
+        for e in commits {
+            if leading {
+                self.on_leader_commit(&e);
+            }
+            let w = self.take_waiter(e.hdr.session_id, e.hdr.cxid);
+            batch.push((e, w));
+        }
+        self.applied_since_snapshot += batch.len() as u64;
+        apply_batch(&self.shared, batch);
+        if leading {
+            self.pending.applied_through(last);
+            self.drain_backlog();
+        }
+        let applied = self.shared.last_zxid();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs)
+            .into_iter()
+            .partition(|(z, _)| *z <= applied);
+        self.syncs = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(true);
+        }
+        self.maybe_snapshot();
+    }
+
+    fn on_leader_commit(&mut self, e: &LogEntry) {
+        match &e.txn {
+            Txn::CreateSession { timeout_ms, .. } => {
+                if let Ok(mut t) = self.shared.tracker.lock() {
+                    if t.timeout_of(e.hdr.session_id).is_none() {
+                        t.add(
+                            e.hdr.session_id,
+                            (*timeout_ms).max(0) as u32,
+                            self.shared.now_ms(),
+                        );
+                    }
+                }
+            }
+            Txn::CloseSession => {
+                self.owners.remove(&e.hdr.session_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A learner got a SNAP: its tree becomes the snapshot's.
+    fn install(&mut self, s: &crate::core::Snapshot) {
+        match disk::load_tree(s) {
+            Ok(tree) => {
+                if let Ok(mut t) = self.shared.tree.write() {
+                    *t = tree;
+                }
+                tracing::info!(zxid = %s.zxid, "installed the leader's snapshot");
+            }
+            Err(e) => {
+                // The core believes the state is installed; serving from a
+                // stale tree would be wrong, so stop.
+                tracing::error!(error = %e, "cannot load the snapshot sent by the leader");
+                eprintln!("corral: cannot load the leader's snapshot ({e}); exiting");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    fn start_serving(&mut self, epoch: u32, leader: u64) {
+        self.serving = Some(leader);
+        self.pending.clear();
+        let now = self.shared.now_ms();
+        if leader == self.id {
+            // Every session in the tree gets a fresh deadline from the new
+            // leader, as in ZooKeeper; local clients are owned here.
+            let sessions: Vec<(i64, i32)> = self
+                .shared
+                .tree
+                .read()
+                .map(|t| {
+                    t.sessions()
+                        .iter()
+                        .map(|(id, s)| (*id, s.timeout_ms))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Ok(mut t) = self.shared.tracker.lock() {
+                t.record_touches(false);
+                for (id, timeout) in sessions {
+                    if !t.touch(id, now) {
+                        t.add(id, timeout.max(0) as u32, now);
+                    }
+                }
+            }
+            self.owners.clear();
+            if let Ok(m) = self.shared.session_conn.lock() {
+                for s in m.keys() {
+                    self.owners.insert(*s, self.id);
+                }
+            }
+        } else if let Ok(mut t) = self.shared.tracker.lock() {
+            t.record_touches(true);
+        }
+        // Read-only clients reconnect in read-write mode now.
+        self.shared.close_read_only_connections();
+        tracing::info!(
+            epoch,
+            leader,
+            role = if leader == self.id {
+                "leader"
+            } else {
+                "follower"
+            },
+            "serving"
+        );
+        self.shared.serving.store(true, Ordering::Release);
+        self.update_mode();
+    }
+
+    fn stop_serving(&mut self, role: Role) {
+        if self.serving.take().is_some() {
+            tracing::info!(?role, "stopped serving; closing client connections");
+        }
+        self.shared.serving.store(false, Ordering::Release);
+        self.shared.close_all_connections();
+        self.waiters.clear();
+        let ids: Vec<u64> = self.rpcs.keys().copied().collect();
+        for id in ids {
+            self.fail_rpc(id);
+        }
+        for (_, reply) in self.syncs.drain(..) {
+            let _ = reply.send(false);
+        }
+        self.pending.clear();
+        self.backlog.clear();
+        self.owners.clear();
+        self.update_mode();
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.applied_since_snapshot < self.shared.opts.snap_count
+            || self.snapshot_running.load(Ordering::Acquire)
+        {
+            return;
+        }
+        self.applied_since_snapshot = 0;
+        self.snapshot_running.store(true, Ordering::Release);
+        let shared = self.shared.clone();
+        let running = self.snapshot_running.clone();
+        let tx = self.self_tx.clone();
+        let dir = self.dirs.snapshots.clone();
+        let spawned = std::thread::Builder::new()
+            .name("corral-snapshot".into())
+            .spawn(move || {
+                match corral_store::write_fuzzy_snapshot(&shared.tree, &dir) {
+                    Ok((zxid, path)) => {
+                        tracing::info!(zxid = format_args!("0x{zxid:x}"), file = %path.display(), "snapshot written");
+                        let _ = tx.try_send(Input::SnapshotDone { zxid, path });
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot failed"),
+                }
+                running.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.snapshot_running.store(false, Ordering::Release);
+        }
+    }
+}
