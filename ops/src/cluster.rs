@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use corral_config::{Config, ServerEntry};
 use corral_voter::certs::PeerTls;
+use corral_voter::liveness::Prober;
 use corral_voter::net::{Net, NetConfig};
 use corral_voter::node::{PeerLink, VoterOptions, VoterRole};
 
@@ -42,7 +43,7 @@ pub async fn voter_role(cfg: &Config) -> Result<VoterRole, String> {
     for s in cfg.servers.iter().filter(|s| s.id != cfg.server_id) {
         peers.push((s.id, peer_addr(s)?));
     }
-    let (net, mut inbound) = Net::start(NetConfig::new(cfg.server_id, listen, peers, tls))
+    let (net, mut inbound) = Net::start(NetConfig::new(cfg.server_id, listen, peers.clone(), tls))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(addr = %listen, peers = cfg.servers.len() - 1, "peer transport listening (QUIC)");
@@ -57,7 +58,13 @@ pub async fn voter_role(cfg: &Config) -> Result<VoterRole, String> {
     opts.tick_ms = cfg.peer_tick_ms;
     opts.sync_limit_ticks = u64::from(cfg.peer_sync_limit_ticks);
     opts.init_limit_ticks = u64::from(cfg.peer_init_limit_ticks);
+    let probe_every = Duration::from_millis((cfg.peer_tick_ms / 2).max(10));
     Ok(VoterRole::new(opts, move |ensemble| {
+        let hint = ensemble.clone();
+        // Lives as long as the process: the prober's tasks stop when dropped.
+        std::mem::forget(Prober::start(peers, probe_every, move |id| {
+            hint.peer_down(id)
+        }));
         tokio::spawn(async move {
             while let Some(msg) = inbound.recv().await {
                 let mut frame = msg.frame;

@@ -30,6 +30,10 @@
 //!   than grow, reconnect with backoff. A peer's certificate must carry the
 //!   URI SAN `corral://server/<id>` of the id it is configured as.
 //! - [`certs`]: the dev PKI behind `corral cert` (rcgen) and peer identity.
+//! - [`liveness`]: one-byte UDP probes whose ICMP refusal tells a follower at
+//!   once that its leader's process died (a hint fed to
+//!   [`core::Core::handle_peer_down`]; the sync limit still decides for hosts
+//!   that vanish silently).
 //! - [`node`]: the driver that makes a voter a running node: one thread owns
 //!   the core, the txn log (one fsync per round of outputs) and leader prep,
 //!   applies commits to the data tree and completes waiting clients, and
@@ -85,6 +89,7 @@
 
 pub mod certs;
 pub mod core;
+pub mod liveness;
 pub mod net;
 pub mod node;
 pub mod wire;

@@ -174,6 +174,20 @@ impl Core {
         }
     }
 
+    /// The driver learned that `peer`'s process is gone (its port refuses
+    /// packets): a follower of that peer re-elects at once instead of waiting
+    /// for `sync_limit_ticks` of silence. Only a hint that saves time; missing
+    /// or late hints change nothing, and a wrong one costs an election.
+    pub fn handle_peer_down(&mut self, now_ms: u64, peer: ServerId) {
+        self.advance(now_ms);
+        if let State::Following(f) = &self.state {
+            if f.leader == peer {
+                tracing::info!(leader = %peer, "the leader's process is gone; re-electing");
+                self.start_looking();
+            }
+        }
+    }
+
     pub fn handle_tick(&mut self, now_ms: u64) {
         self.advance(now_ms);
         match &self.state {

@@ -146,6 +146,32 @@ fn a_worse_vote_in_our_round_gets_our_proposal_back_at_once() {
 }
 
 #[test]
+fn a_follower_told_its_leader_is_down_re_elects_at_once() {
+    // Goal: the peer-down hint makes a follower of that leader LOOKING
+    // immediately; a hint about another peer changes nothing.
+    let mut cores: Vec<Core> = (1..=3).map(|i| core(i, 3, Recovered::default())).collect();
+    let now = run(&mut cores, 0, established);
+    let leader = cores
+        .iter()
+        .find(|c| c.role() == Role::Leading)
+        .unwrap()
+        .id();
+    let f = cores
+        .iter()
+        .position(|c| c.role() != Role::Leading)
+        .unwrap();
+    let other = (1..=3)
+        .map(ServerId)
+        .find(|&s| s != leader && s != cores[f].id())
+        .unwrap();
+    cores[f].handle_peer_down(now, other);
+    assert_eq!(cores[f].role(), Role::Following { leader });
+    cores[f].handle_peer_down(now, leader);
+    assert_eq!(cores[f].role(), Role::Looking);
+    assert!(drain(&mut cores[f]).contains(&Output::RoleChanged(Role::Looking)));
+}
+
+#[test]
 fn a_stale_round_is_answered_not_counted() {
     // Goal: a notification from an older round leaves our proposal alone and
     // gets our current vote back.

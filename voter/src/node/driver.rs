@@ -207,6 +207,10 @@ impl Driver {
                 reply,
             } => self.revalidate(session_id, timeout_ms, reply),
             Input::SnapshotDone { zxid, path } => self.snapshot_done(zxid, path),
+            Input::PeerDown(peer) => {
+                let now = self.now();
+                self.core.handle_peer_down(now, ServerId(peer));
+            }
         }
     }
 

@@ -133,6 +133,7 @@ pub(crate) enum Input {
         zxid: i64,
         path: std::path::PathBuf,
     },
+    PeerDown(u64),
 }
 
 /// The voter's replicator: a bounded queue into the driver thread.
@@ -150,6 +151,13 @@ impl Ensemble {
             | Err(TrySendError::Disconnected(Input::Peer { frame, .. })) => Err(frame),
             Err(_) => Ok(()),
         }
+    }
+}
+
+impl Ensemble {
+    /// A hint that `peer`'s process is gone (see [`crate::liveness`]).
+    pub fn peer_down(&self, peer: u64) {
+        let _ = self.tx.try_send(Input::PeerDown(peer));
     }
 }
 

@@ -305,10 +305,22 @@ impl Cluster {
         node.core = None;
         node.incarnation += 1;
         node.down_until_ms = Some(self.now_ms + down_ms);
+        let dead = node.id;
         self.stats.crashes += 1;
         for f in self.writes.values_mut() {
-            if matches!(f, Fate::Pending { leader, .. } if *leader == node.id) {
+            if matches!(f, Fate::Pending { leader, .. } if *leader == dead) {
                 *f = Fate::Maybe;
+            }
+        }
+        // A crashed process's port refuses packets, and a real driver tells
+        // the others (sometimes, late, or never: the hint is only a hint).
+        for j in 0..self.nodes.len() {
+            if j != i && self.rng.gen_bool(0.5) {
+                let now = self.now_ms;
+                if let Some(c) = self.nodes[j].core.as_mut() {
+                    c.handle_peer_down(now, dead);
+                }
+                self.drain(j);
             }
         }
     }
