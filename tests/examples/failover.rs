@@ -161,7 +161,15 @@ fn measure(name: &str, c: &mut dyn Cluster, runs: usize) -> Result<Vec<Duration>
             loop {
                 let i = survivors[k % survivors.len()];
                 k += 1;
-                if try_write(c.addr(i), &format!("/failover-{name}-{run}-{k}")).await {
+                let ok = try_write(c.addr(i), &format!("/failover-{name}-{run}-{k}")).await;
+                if std::env::var_os("FAILOVER_TRACE").is_some() {
+                    eprintln!(
+                        "  attempt {k} on node {}: {ok} at {:?}",
+                        i + 1,
+                        t0.elapsed()
+                    );
+                }
+                if ok {
                     return Ok(t0.elapsed());
                 }
                 if t0.elapsed() > Duration::from_secs(60) {

@@ -66,7 +66,16 @@ fn three_voters_replicate_fail_over_and_catch_up() -> Result<()> {
         2,
         "{modes:?}"
     );
-    let mntr = corral_tests::four_letter_word(e.addr(leader), "mntr")?;
+    // Both followers serve, but the leader counts one as synced only once
+    // it acked NEWLEADER, which may come a moment later.
+    let t0 = std::time::Instant::now();
+    let mntr = loop {
+        let mntr = corral_tests::four_letter_word(e.addr(leader), "mntr")?;
+        if mntr.contains("zk_synced_followers\t2") || t0.elapsed() > Duration::from_secs(5) {
+            break mntr;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
     assert!(mntr.contains("zk_synced_followers\t2"), "{mntr}");
     let rt = rt();
