@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::de;
+use crate::tenancy::TenantEntry;
 
 /// Everything a corral node reads at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +79,16 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// PEM bundle of the CAs whose client certificates are accepted.
     pub tls_ca_file: Option<PathBuf>,
+    /// Java KeyStore (JKS) holding the TLS listener's private key and chain;
+    /// instead of `tls_cert_file` and `tls_key_file`.
+    pub tls_keystore_file: Option<PathBuf>,
+    /// Password of `tls_keystore_file`; it also decrypts the key (as in ZooKeeper).
+    pub tls_keystore_password: Option<String>,
+    /// JKS trust store whose trusted certificate entries are the client CAs;
+    /// instead of `tls_ca_file`.
+    pub tls_truststore_file: Option<PathBuf>,
+    /// Password of `tls_truststore_file`; without one its integrity is not checked.
+    pub tls_truststore_password: Option<String>,
     /// `none`, `want` or `need`; `None` means `want` with a `tls_ca_file`, else `none`.
     pub tls_client_auth: Option<String>,
     /// How often the TLS files are checked for changes; 0 reloads only on SIGHUP.
@@ -106,6 +117,26 @@ pub struct Config {
     /// that ask for read-only mode may connect and read (writes fail with
     /// NOTREADONLY).
     pub read_only_mode: bool,
+    /// Tenants written into the registry at start when it lacks them
+    /// (`[[tenants]]` tables; see `docs/configuration.md`).
+    pub tenants: Vec<TenantEntry>,
+    /// What happens to a session no identity binds to a tenant: `open` (it
+    /// sees the whole tree), `refuse`, or `default` (it joins `tenant_default`).
+    pub tenant_unbound: String,
+    /// The tenant unbound sessions join when `tenant_unbound = "default"`.
+    pub tenant_default: Option<String>,
+    /// Directory of the audit log; `None` writes no audit log.
+    pub audit_log_dir: Option<PathBuf>,
+    /// `json_lines` (default) or `key_value` (ZooKeeper's audit format).
+    pub audit_format: String,
+    /// Size at which an audit file is rotated.
+    pub audit_max_file_bytes: u64,
+    /// Rotated audit files kept per log.
+    pub audit_keep_files: u32,
+    /// Also write one audit file per tenant.
+    pub audit_per_tenant: bool,
+    /// Audit records buffered before the writer; beyond it they are counted as dropped.
+    pub audit_queue_len: usize,
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
@@ -159,6 +190,10 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_file: None,
+            tls_keystore_file: None,
+            tls_keystore_password: None,
+            tls_truststore_file: None,
+            tls_truststore_password: None,
             tls_client_auth: None,
             tls_reload_interval_ms: 5000,
             txn_log_engine: "file".to_string(),
@@ -170,6 +205,15 @@ impl Default for Config {
             peer_sync_limit_ticks: 5,
             peer_init_limit_ticks: 100,
             read_only_mode: false,
+            tenants: Vec::new(),
+            tenant_unbound: "open".to_string(),
+            tenant_default: None,
+            audit_log_dir: None,
+            audit_format: "json_lines".to_string(),
+            audit_max_file_bytes: 100 * 1024 * 1024,
+            audit_keep_files: 10,
+            audit_per_tenant: false,
+            audit_queue_len: 65536,
         }
     }
 }
@@ -199,12 +243,14 @@ impl Config {
         self.four_letter_words.iter().any(|w| w == "*" || w == word)
     }
 
-    /// `tls_client_auth` with its default resolved: `want` when a CA bundle is
-    /// configured (clients may present a certificate), `none` otherwise.
+    /// `tls_client_auth` with its default resolved: `want` when a CA bundle or
+    /// trust store is configured (clients may present a certificate), `none` otherwise.
     pub fn tls_client_auth(&self) -> String {
         match &self.tls_client_auth {
             Some(mode) => mode.to_ascii_lowercase(),
-            None if self.tls_ca_file.is_some() => "want".to_string(),
+            None if self.tls_ca_file.is_some() || self.tls_truststore_file.is_some() => {
+                "want".to_string()
+            }
             None => "none".to_string(),
         }
     }
@@ -270,6 +316,10 @@ pub const KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "tls_ca_file",
+    "tls_keystore_file",
+    "tls_keystore_password",
+    "tls_truststore_file",
+    "tls_truststore_password",
     "tls_client_auth",
     "tls_reload_interval_ms",
     "txn_log_engine",
@@ -281,6 +331,15 @@ pub const KEYS: &[&str] = &[
     "peer_sync_limit_ticks",
     "peer_init_limit_ticks",
     "read_only_mode",
+    "tenants",
+    "tenant_unbound",
+    "tenant_default",
+    "audit_log_dir",
+    "audit_format",
+    "audit_max_file_bytes",
+    "audit_keep_files",
+    "audit_per_tenant",
+    "audit_queue_len",
 ];
 
 #[cfg(test)]

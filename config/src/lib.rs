@@ -20,11 +20,15 @@ mod config;
 mod de;
 mod error;
 mod load;
+mod tenancy;
 mod validate;
 mod zoo_cfg;
 
 pub use config::{Config, ServerEntry, KEYS};
 pub use error::ConfigError;
 pub use load::{load, load_with, ENV_PREFIX};
+pub use tenancy::{
+    TenantBindingEntry, TenantEntry, TenantQuotasEntry, AUDIT_FORMATS, TENANT_UNBOUND_POLICIES,
+};
 pub use validate::{FOUR_LETTER_WORDS, LOG_LEVELS, TLS_CLIENT_AUTH_MODES, TXN_LOG_ENGINES};
 pub use zoo_cfg::{load_zoo_cfg, load_zoo_cfg_with, ZooCfg, ZOO_CFG_KEYS};

@@ -47,6 +47,7 @@ const CHECKS: &[Check] = &[
     check_tls,
     check_txn_log_engine,
     check_peers,
+    crate::tenancy::check_tenancy,
 ];
 
 impl Config {
@@ -390,6 +391,13 @@ fn check_tls(c: &Config) -> Result<(), ConfigError> {
             ("tls_cert_file", c.tls_cert_file.is_some()),
             ("tls_key_file", c.tls_key_file.is_some()),
             ("tls_ca_file", c.tls_ca_file.is_some()),
+            ("tls_keystore_file", c.tls_keystore_file.is_some()),
+            ("tls_keystore_password", c.tls_keystore_password.is_some()),
+            ("tls_truststore_file", c.tls_truststore_file.is_some()),
+            (
+                "tls_truststore_password",
+                c.tls_truststore_password.is_some(),
+            ),
             ("tls_client_auth", c.tls_client_auth.is_some()),
         ];
         return match set.iter().find(|(_, is_set)| *is_set) {
@@ -407,27 +415,95 @@ fn check_tls(c: &Config) -> Result<(), ConfigError> {
             format!("{port} is also client_port; the TLS listener needs a port of its own"),
         ));
     }
-    for (key, value) in [
-        ("tls_cert_file", &c.tls_cert_file),
-        ("tls_key_file", &c.tls_key_file),
-    ] {
-        if value.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
-            return Err(ConfigError::invalid(
-                key,
-                "is required with secure_client_port: name a PEM file",
-            ));
-        }
-    }
+    check_tls_key_source(c)?;
+    check_tls_ca_source(c)?;
     let mode = c.tls_client_auth();
-    if mode != "none" && c.tls_ca_file.is_none() {
+    if mode != "none" && c.tls_ca_file.is_none() && c.tls_truststore_file.is_none() {
         return Err(ConfigError::invalid(
             "tls_client_auth",
             format!(
-                "'{mode}' needs tls_ca_file, the CA bundle client certificates are checked against"
+                "'{mode}' needs tls_ca_file (or tls_truststore_file), the CA bundle client \
+                 certificates are checked against"
             ),
         ));
     }
     Ok(())
+}
+
+/// PEM `tls_cert_file` + `tls_key_file`, or a JKS `tls_keystore_file` with its password.
+fn check_tls_key_source(c: &Config) -> Result<(), ConfigError> {
+    let empty =
+        |p: &Option<std::path::PathBuf>| p.as_ref().is_none_or(|p| p.as_os_str().is_empty());
+    if c.tls_keystore_file.is_none() {
+        if c.tls_keystore_password.is_some() {
+            return Err(ConfigError::invalid(
+                "tls_keystore_password",
+                "is set but tls_keystore_file is not; name the JKS key store, or remove the key",
+            ));
+        }
+        for (key, value) in [
+            ("tls_cert_file", &c.tls_cert_file),
+            ("tls_key_file", &c.tls_key_file),
+        ] {
+            if empty(value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "is required with secure_client_port: name a PEM file (or set \
+                     tls_keystore_file to use a JKS key store instead)",
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if let Some((key, _)) = [
+        ("tls_cert_file", &c.tls_cert_file),
+        ("tls_key_file", &c.tls_key_file),
+    ]
+    .into_iter()
+    .find(|(_, v)| v.is_some())
+    {
+        return Err(ConfigError::invalid(
+            "tls_keystore_file",
+            format!(
+                "is set together with {key}; use either a JKS key store (tls_keystore_file) or \
+                 PEM files (tls_cert_file and tls_key_file), not both"
+            ),
+        ));
+    }
+    if empty(&c.tls_keystore_file) {
+        return Err(ConfigError::invalid(
+            "tls_keystore_file",
+            "is empty; name a JKS key store",
+        ));
+    }
+    if c.tls_keystore_password.is_none() {
+        return Err(ConfigError::invalid(
+            "tls_keystore_password",
+            "is required with tls_keystore_file: it checks the key store and decrypts the \
+             private key (set it in CORRAL_TLS_KEYSTORE_PASSWORD to keep it out of the file)",
+        ));
+    }
+    Ok(())
+}
+
+/// At most one of PEM `tls_ca_file` and JKS `tls_truststore_file`.
+fn check_tls_ca_source(c: &Config) -> Result<(), ConfigError> {
+    match (&c.tls_ca_file, &c.tls_truststore_file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "tls_truststore_file",
+            "is set together with tls_ca_file; use either a JKS trust store or a PEM CA bundle, \
+             not both",
+        )),
+        (_, Some(p)) if p.as_os_str().is_empty() => Err(ConfigError::invalid(
+            "tls_truststore_file",
+            "is empty; name a JKS trust store",
+        )),
+        (_, None) if c.tls_truststore_password.is_some() => Err(ConfigError::invalid(
+            "tls_truststore_password",
+            "is set but tls_truststore_file is not; name the JKS trust store, or remove the key",
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -666,6 +742,112 @@ mod tests {
         config.tls_client_auth = Some("NEED".into());
         assert!(config.validate().is_ok());
         assert_eq!(config.tls_client_auth(), "need");
+    }
+
+    #[test]
+    fn jks_stores_are_valid_instead_of_pem_files() {
+        // Goal: a JKS key store with its password replaces cert+key; a trust store replaces the CA bundle and defaults auth to want.
+        let mut config = Config {
+            secure_client_port: Some(2281),
+            tls_keystore_file: Some("keystore.jks".into()),
+            tls_keystore_password: Some("apassword".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tls_client_auth(), "none");
+        config.tls_truststore_file = Some("truststore.jks".into());
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tls_client_auth(), "want");
+        config.tls_truststore_password = Some("apassword".into());
+        config.tls_client_auth = Some("need".into());
+        assert!(config.validate().is_ok());
+        // A JKS key store with a PEM CA bundle is fine too.
+        config.tls_truststore_file = None;
+        config.tls_truststore_password = None;
+        config.tls_ca_file = Some("ca.pem".into());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn jks_key_mistakes_name_the_key() {
+        // Goal: missing/extra JKS passwords, JKS mixed with PEM, and JKS keys without a port each fail naming the key.
+        let jks = |c: &mut Config| {
+            c.secure_client_port = Some(2281);
+            c.tls_keystore_file = Some("keystore.jks".into());
+            c.tls_keystore_password = Some("apassword".into());
+        };
+        type Edit = Box<dyn FnOnce(&mut Config)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "tls_keystore_password",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_keystore_password = None;
+                }),
+            ),
+            (
+                "tls_keystore_file",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_cert_file = Some("server.pem".into());
+                }),
+            ),
+            (
+                "tls_keystore_file",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_keystore_file = Some("".into());
+                }),
+            ),
+            (
+                "tls_keystore_password",
+                Box::new(|c| {
+                    c.secure_client_port = Some(2281);
+                    c.tls_cert_file = Some("s.pem".into());
+                    c.tls_key_file = Some("k.pem".into());
+                    c.tls_keystore_password = Some("x".into());
+                }),
+            ),
+            (
+                "tls_truststore_file",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_ca_file = Some("ca.pem".into());
+                    c.tls_truststore_file = Some("truststore.jks".into());
+                }),
+            ),
+            (
+                "tls_truststore_password",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_truststore_password = Some("x".into());
+                }),
+            ),
+            (
+                "tls_client_auth",
+                Box::new(move |c| {
+                    jks(c);
+                    c.tls_client_auth = Some("need".into());
+                }),
+            ),
+            (
+                "tls_keystore_file",
+                Box::new(|c| c.tls_keystore_file = Some("keystore.jks".into())),
+            ),
+            (
+                "tls_truststore_password",
+                Box::new(|c| c.tls_truststore_password = Some("x".into())),
+            ),
+        ];
+        for (key, edit) in cases {
+            let err = broken(edit);
+            assert_eq!(err.key(), Some(key), "{err}");
+            let text = err.to_string();
+            assert!(
+                !text.contains("apassword"),
+                "passwords are not echoed: {text}"
+            );
+        }
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! warning and is skipped, so a stock zoo.cfg (or a test harness's) loads.
 //! Values are never echoed in warnings: ssl.* keys carry passwords.
 //!
-//! TLS: `secureClientPort` and the `ssl.*` client keys map onto the `tls_*` keys
-//! when the key and trust stores are PEM (`ssl.keyStore.type=PEM`, or a `.pem`
-//! file name). JKS and PKCS#12 stores cannot be read: they give a warning, and
-//! without a usable key store `secureClientPort` is dropped with a warning rather
-//! than failing the load. As in ZooKeeper, `ssl.clientAuth` defaults to `need`.
-//! The `ssl.*.password` keys stay unmapped (warned about): PEM keys must be unencrypted.
+//! TLS: `secureClientPort` and the `ssl.*` client keys map onto the `tls_*` keys.
+//! A store's kind comes from `ssl.keyStore.type` / `ssl.trustStore.type`, else
+//! from the file name (`.pem`/`.crt`/`.key`, `.jks`, `.p12`/`.pfx`), else from the
+//! file's first bytes. A PEM key store maps to `tls_cert_file` + `tls_key_file`, a
+//! JKS one to `tls_keystore_file` + `tls_keystore_password`; a PEM trust store to
+//! `tls_ca_file`, a JKS one to `tls_truststore_file` (+ `tls_truststore_password`).
+//! PKCS#12 (and any other kind) gives a warning, and without a usable key store
+//! `secureClientPort` is dropped with a warning rather than failing the load. As in
+//! ZooKeeper, `ssl.clientAuth` defaults to `need`. A password that no JKS store
+//! uses is ignored with a warning: PEM keys must be unencrypted.
 //!
 //! ZooKeeper semantics kept on purpose: the last duplicate wins, `-1` session
 //! timeouts mean "tick-based default", `maxClientCnxns=0` is unlimited, an
@@ -67,6 +71,10 @@ pub const ZOO_CFG_KEYS: &[(&str, &str)] = &[
     ("tls_cert_file", "ssl.keyStore.location"),
     ("tls_key_file", "ssl.keyStore.location"),
     ("tls_ca_file", "ssl.trustStore.location"),
+    ("tls_keystore_file", "ssl.keyStore.location"),
+    ("tls_keystore_password", "ssl.keyStore.password"),
+    ("tls_truststore_file", "ssl.trustStore.location"),
+    ("tls_truststore_password", "ssl.trustStore.password"),
     ("tls_client_auth", "ssl.clientAuth"),
 ];
 
@@ -114,9 +122,49 @@ struct SslKeys {
     secure_client_port: Option<(u16, usize)>,
     key_store: Sourced,
     key_store_type: Sourced,
+    key_store_password: Sourced,
     trust_store: Sourced,
     trust_store_type: Sourced,
+    trust_store_password: Sourced,
     client_auth: Sourced,
+}
+
+/// The store formats the TLS listener reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Pem,
+    Jks,
+}
+
+/// What a store's first bytes say it is.
+enum Sniffed {
+    Kind(StoreKind),
+    Pkcs12,
+    Unknown,
+    Unreadable,
+}
+
+/// Looks at the start of the file: JKS magic, PEM armour, or a DER SEQUENCE (PKCS#12).
+fn sniff_store(path: &Path) -> Sniffed {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        Err(_) => return Sniffed::Unreadable,
+    };
+    let head = &head[..n];
+    if head.starts_with(&[0xFE, 0xED, 0xFE, 0xED]) {
+        Sniffed::Kind(StoreKind::Jks)
+    } else if String::from_utf8_lossy(head)
+        .trim_start()
+        .starts_with("-----BEGIN")
+    {
+        Sniffed::Kind(StoreKind::Pem)
+    } else if head.first() == Some(&0x30) {
+        Sniffed::Pkcs12
+    } else {
+        Sniffed::Unknown
+    }
 }
 
 struct Parser {
@@ -277,8 +325,10 @@ impl Parser {
         let slot = match name {
             "ssl.keyStore.location" => &mut ssl.key_store,
             "ssl.keyStore.type" => &mut ssl.key_store_type,
+            "ssl.keyStore.password" => &mut ssl.key_store_password,
             "ssl.trustStore.location" => &mut ssl.trust_store,
             "ssl.trustStore.type" => &mut ssl.trust_store_type,
+            "ssl.trustStore.password" => &mut ssl.trust_store_password,
             _ => return Ok(false),
         };
         *slot = Some((value.to_string(), line));
@@ -288,8 +338,22 @@ impl Parser {
     /// Maps the TLS keys once all lines are known (types may follow locations).
     fn resolve_ssl(&mut self) {
         let ssl = std::mem::take(&mut self.parsed.ssl);
-        let key_store = self.pem_store("ssl.keyStore", &ssl.key_store, &ssl.key_store_type);
-        let trust_store = self.pem_store("ssl.trustStore", &ssl.trust_store, &ssl.trust_store_type);
+        let mut key_store = self.store("ssl.keyStore", &ssl.key_store, &ssl.key_store_type);
+        let trust_store = self.store("ssl.trustStore", &ssl.trust_store, &ssl.trust_store_type);
+        // A JKS key store cannot be opened without its password (it decrypts the key).
+        if let (Some((_, StoreKind::Jks)), None, Some((_, line))) =
+            (&key_store, &ssl.key_store_password, &ssl.key_store)
+        {
+            self.warn(
+                *line,
+                "ssl.keyStore.location is a JKS key store but ssl.keyStore.password is not \
+                 set; it is needed to decrypt the key; ignored"
+                    .to_string(),
+            );
+            key_store = None;
+        }
+        self.warn_unused_password("ssl.keyStore", &ssl.key_store_password, &key_store);
+        self.warn_unused_password("ssl.trustStore", &ssl.trust_store_password, &trust_store);
         let Some((port, port_line)) = ssl.secure_client_port else {
             if let (Some(_), Some((_, line))) = (&key_store, &ssl.key_store) {
                 self.warn(
@@ -300,11 +364,11 @@ impl Parser {
             }
             return;
         };
-        let Some(key_store) = key_store else {
+        let Some((key_path, key_kind)) = key_store else {
             self.warn(
                 port_line,
-                "secureClientPort: no PEM ssl.keyStore.location, so the TLS listener is not \
-                 started (convert the key store to PEM: certificate chain and key in one file)"
+                "secureClientPort: no usable PEM or JKS ssl.keyStore.location, so the TLS \
+                 listener is not started"
                     .to_string(),
             );
             return;
@@ -325,38 +389,107 @@ impl Parser {
                 "none".to_string()
             }
         };
+        let password = |p: Sourced| p.map(|(value, _)| value);
         let config = &mut self.parsed.config;
         config.secure_client_port = Some(port);
-        config.tls_cert_file = Some(key_store.clone());
-        config.tls_key_file = Some(key_store);
-        config.tls_ca_file = trust_store;
+        match key_kind {
+            StoreKind::Pem => {
+                config.tls_cert_file = Some(key_path.clone());
+                config.tls_key_file = Some(key_path);
+            }
+            StoreKind::Jks => {
+                config.tls_keystore_file = Some(key_path);
+                config.tls_keystore_password = password(ssl.key_store_password);
+            }
+        }
+        match trust_store {
+            Some((path, StoreKind::Pem)) => config.tls_ca_file = Some(path),
+            Some((path, StoreKind::Jks)) => {
+                config.tls_truststore_file = Some(path);
+                config.tls_truststore_password = password(ssl.trust_store_password);
+            }
+            None => {}
+        }
         config.tls_client_auth = Some(client_auth);
     }
 
-    /// The path of a PEM store, or None (with a warning when the store is not PEM).
-    fn pem_store(&mut self, prefix: &str, location: &Sourced, kind: &Sourced) -> Option<PathBuf> {
-        let (path, line) = location.as_ref()?;
-        let is_pem = match kind {
-            Some((kind, _)) => kind.eq_ignore_ascii_case("pem"),
-            // ZooKeeper infers the type from the file name when it is not given.
-            None => {
-                let lower = path.to_ascii_lowercase();
-                [".pem", ".crt", ".key"]
-                    .iter()
-                    .any(|ext| lower.ends_with(ext))
-            }
+    /// A store password is only read for a JKS store; otherwise say it is ignored.
+    fn warn_unused_password(
+        &mut self,
+        prefix: &str,
+        password: &Sourced,
+        store: &Option<(PathBuf, StoreKind)>,
+    ) {
+        let Some((_, line)) = password else {
+            return;
         };
-        if !is_pem {
+        if !matches!(store, Some((_, StoreKind::Jks))) {
             self.warn(
                 *line,
                 format!(
-                    "{prefix}.location: only PEM files are supported (not JKS or PKCS#12); \
-                     convert it and set {prefix}.type=PEM; ignored"
+                    "{prefix}.password is only used with a JKS {prefix}.location (PEM keys \
+                     must be unencrypted); ignored"
                 ),
             );
-            return None;
         }
-        Some(PathBuf::from(path))
+    }
+
+    /// The path and kind of a PEM or JKS store, or None (with a warning when the
+    /// store is of another kind). The kind comes from `{prefix}.type`, else the
+    /// file name (as ZooKeeper infers it), else the file's first bytes.
+    fn store(
+        &mut self,
+        prefix: &str,
+        location: &Sourced,
+        kind: &Sourced,
+    ) -> Option<(PathBuf, StoreKind)> {
+        let (path, line) = location.as_ref()?;
+        let path = PathBuf::from(path);
+        let found = match kind {
+            Some((kind, _)) if kind.eq_ignore_ascii_case("pem") => Some(StoreKind::Pem),
+            Some((kind, _)) if kind.eq_ignore_ascii_case("jks") => Some(StoreKind::Jks),
+            Some(_) => None,
+            None => {
+                let lower = path.to_string_lossy().to_ascii_lowercase();
+                if [".pem", ".crt", ".key"].iter().any(|e| lower.ends_with(e)) {
+                    Some(StoreKind::Pem)
+                } else if lower.ends_with(".jks") {
+                    Some(StoreKind::Jks)
+                } else if lower.ends_with(".p12") || lower.ends_with(".pfx") {
+                    None
+                } else {
+                    match sniff_store(&path) {
+                        Sniffed::Kind(k) => Some(k),
+                        Sniffed::Pkcs12 | Sniffed::Unknown => None,
+                        Sniffed::Unreadable => {
+                            self.warn(
+                                *line,
+                                format!(
+                                    "{prefix}.location: the store type cannot be told from the \
+                                     file name and the file cannot be read; set {prefix}.type \
+                                     to PEM or JKS; ignored"
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+            }
+        };
+        match found {
+            Some(k) => Some((path, k)),
+            None => {
+                self.warn(
+                    *line,
+                    format!(
+                        "{prefix}.location: only PEM and JKS stores are supported (not PKCS#12); \
+                         convert it (keytool -importkeystore -deststoretype JKS) and set \
+                         {prefix}.type; ignored"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn apply_server(

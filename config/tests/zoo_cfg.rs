@@ -151,8 +151,10 @@ fn unknown_keys_warn_once_each_and_loading_continues() {
             vec![
                 "zoo.cfg:2: key 'admin.serverPort' has no corral equivalent; ignored",
                 "zoo.cfg:3: key 'preAllocSize' has no corral equivalent; ignored",
-                "zoo.cfg:4: key 'ssl.keyStore.password' has no corral equivalent; ignored",
                 "zoo.cfg:5: key 'madeUpKey' has no corral equivalent; ignored",
+                // Read with the other ssl.* keys once the file is done; no JKS store uses it.
+                "zoo.cfg:4: ssl.keyStore.password is only used with a JKS \
+                 ssl.keyStore.location (PEM keys must be unencrypted); ignored",
             ]
         );
         assert!(
@@ -195,7 +197,22 @@ fn kazoo_standalone_harness_file_loads() {
         assert!(config.four_letter_word_enabled("mntr"));
         assert!(config.ttl_nodes_enabled);
         assert_eq!(config.server_id, 0, "kazoo may number servers from 0");
-        assert_eq!(warnings.len(), 11, "{warnings:#?}");
+        // admin.serverPort, serverCnxnFactory, authProvider.1, reconfigEnabled and the
+        // two localSessions keys; the JKS stores and their passwords are all used.
+        assert_eq!(warnings.len(), 6, "{warnings:#?}");
+        assert!(!warnings.concat().contains("ssl."), "{warnings:#?}");
+        assert_eq!(config.secure_client_port, Some(20001));
+        assert_eq!(
+            config.tls_keystore_file.as_deref(),
+            Some("/tmp/keystore.jks".as_ref())
+        );
+        assert_eq!(config.tls_keystore_password.as_deref(), Some("apassword"));
+        assert_eq!(
+            config.tls_truststore_file.as_deref(),
+            Some("/tmp/truststore.jks".as_ref())
+        );
+        assert_eq!(config.tls_truststore_password.as_deref(), Some("apassword"));
+        assert_eq!(config.tls_client_auth(), "need");
         Ok(())
     });
 }
@@ -503,22 +520,128 @@ fn pem_ssl_keys_map_to_the_tls_listener() {
 }
 
 #[test]
-fn jks_stores_drop_the_tls_listener_with_warnings() {
-    // Goal: JKS stores are refused with a warning each and secureClientPort is dropped, not fatal.
+fn jks_ssl_keys_map_to_the_keystore_keys() {
+    // Goal: JKS stores (by .jks name, by type key, or by magic bytes) map to tls_keystore_*/tls_truststore_* with their passwords, PEM keys stay unset.
     Jail::expect_with(|jail| {
+        // No extension and no type: the first bytes say JKS.
+        jail.create_binary("trust", &[0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2, 0, 0, 0, 0])?;
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/etc/zk/server-keys\n\
+             ssl.keyStore.password=s3cret\n\
+             ssl.keyStore.type=jks\n\
+             ssl.trustStore.location=trust\n\
+             ssl.clientAuth=want\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert!(warnings.is_empty(), "{warnings:#?}");
+        assert_eq!(config.secure_client_port, Some(2281));
+        assert_eq!(
+            config.tls_keystore_file.as_deref(),
+            Some("/etc/zk/server-keys".as_ref())
+        );
+        assert_eq!(config.tls_keystore_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.tls_truststore_file.as_deref(),
+            Some("trust".as_ref())
+        );
+        assert_eq!(config.tls_truststore_password, None, "optional, as in Java");
+        assert_eq!(config.tls_cert_file, None);
+        assert_eq!(config.tls_key_file, None);
+        assert_eq!(config.tls_ca_file, None);
+        assert_eq!(config.tls_client_auth(), "want");
+
+        // A JKS key store with a PEM trust store: each maps to its own kind.
         let path = write_cfg(
             jail,
             "dataDir={data}\n\
              secureClientPort=2281\n\
              ssl.keyStore.location=/etc/zk/keystore.jks\n\
+             ssl.keyStore.password=s3cret\n\
+             ssl.trustStore.location=/etc/zk/ca.pem\n\
+             ssl.trustStore.password=unused\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert_eq!(
+            config.tls_ca_file.as_deref(),
+            Some("/etc/zk/ca.pem".as_ref())
+        );
+        assert_eq!(config.tls_truststore_file, None);
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].contains(":6: ssl.trustStore.password is only used with a JKS"),
+            "{warnings:#?}"
+        );
+        assert!(
+            !warnings.concat().contains("unused"),
+            "values are never echoed"
+        );
+        assert_eq!(config.tls_client_auth(), "need");
+        Ok(())
+    });
+}
+
+#[test]
+fn unusable_key_stores_drop_the_tls_listener_with_warnings() {
+    // Goal: PKCS#12 stores, and a JKS key store without its password, are refused with a warning and secureClientPort is dropped, not fatal.
+    Jail::expect_with(|jail| {
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/etc/zk/keystore.p12\n\
+             ssl.keyStore.password=s3cret\n\
              ssl.clientAuth=want\n",
             None,
         )?;
         let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
         assert_eq!(config.secure_client_port, None);
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(
+            warnings[0].contains(":3: ssl.keyStore.location: only PEM and JKS"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[1].contains(":4: ssl.keyStore.password"),
+            "{warnings:#?}"
+        );
+        assert!(warnings[2].contains("secureClientPort"), "{warnings:#?}");
+
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/etc/zk/keystore.jks\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert_eq!(config.secure_client_port, None);
+        assert_eq!(config.tls_keystore_file, None);
         assert_eq!(warnings.len(), 2, "{warnings:#?}");
-        assert!(warnings[0].contains("only PEM"), "{warnings:#?}");
+        assert!(
+            warnings[0].contains("ssl.keyStore.password is not set"),
+            "{warnings:#?}"
+        );
         assert!(warnings[1].contains("secureClientPort"), "{warnings:#?}");
+
+        // An unknown file name whose file cannot be read: set the type.
+        let path = write_cfg(
+            jail,
+            "dataDir={data}\n\
+             secureClientPort=2281\n\
+             ssl.keyStore.location=/nonexistent/store\n",
+            None,
+        )?;
+        let ZooCfg { config, warnings } = jailed(load_zoo_cfg(&path))?;
+        assert_eq!(config.secure_client_port, None);
+        assert!(
+            warnings[0].contains("set ssl.keyStore.type"),
+            "{warnings:#?}"
+        );
         Ok(())
     });
 }

@@ -11,6 +11,8 @@ mod client;
 mod cluster;
 mod dev;
 mod serve;
+mod tenancy_config;
+mod tenant_cli;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +60,8 @@ enum Cmd {
     },
     /// Run a local ensemble of voters as separate processes on loopback.
     Dev(dev::DevArgs),
+    /// Talk to a server: tenant administration (as a super user).
+    Cli(tenant_cli::CliArgs),
     /// Send a four-letter word and print the answer.
     Fourlw {
         word: String,
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             force,
         } => cert(&dir, &ids, &hosts, force),
         Cmd::Dev(args) => dev::run(args),
+        Cmd::Cli(args) => tenant_cli::run(args),
         Cmd::Bench(args) => match bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

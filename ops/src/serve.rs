@@ -1,12 +1,14 @@
 //! `corral serve`: load the configuration, recover, serve until SIGINT/SIGTERM.
-//! SIGHUP reloads the TLS listener's certificate, key and CA bundle.
+//! SIGHUP reloads the TLS listener's certificate, key and CA bundle (PEM or JKS).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use corral_config::Config;
-use corral_server::{ClientAuth, Node, ServerOptions, TlsOptions, TlsReloader};
+use corral_server::{
+    CaSource, ClientAuth, KeySource, Node, ServerOptions, TlsOptions, TlsReloader,
+};
 
 pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
     let cfg = match load(config, zoo_cfg) {
@@ -31,7 +33,14 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
     }
     // One process-wide crypto provider (ring), before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let opts = options(&cfg);
+    let mut opts = options(&cfg);
+    opts.tenancy = match crate::tenancy_config::tenancy_options(&cfg) {
+        Ok(t) => t,
+        Err(msg) => {
+            eprintln!("corral: configuration error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     let tls = tls_options(&cfg);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -126,12 +135,26 @@ fn options(cfg: &Config) -> ServerOptions {
 /// checked that the files and client auth mode are there and consistent).
 fn tls_options(cfg: &Config) -> Option<TlsOptions> {
     let port = cfg.secure_client_port?;
-    let mut t = TlsOptions::new(
-        SocketAddr::new(cfg.client_addr, port),
-        cfg.tls_cert_file.clone()?,
-        cfg.tls_key_file.clone()?,
-        cfg.tls_ca_file.clone(),
-    );
+    // A JKS key/trust store (tls_keystore_file / tls_truststore_file) or PEM files.
+    let identity = match &cfg.tls_keystore_file {
+        Some(file) => KeySource::Jks {
+            file: file.clone(),
+            password: cfg.tls_keystore_password.clone().unwrap_or_default(),
+        },
+        None => KeySource::Pem {
+            cert_file: cfg.tls_cert_file.clone()?,
+            key_file: cfg.tls_key_file.clone()?,
+        },
+    };
+    let client_ca = match &cfg.tls_truststore_file {
+        Some(file) => Some(CaSource::Jks {
+            file: file.clone(),
+            password: cfg.tls_truststore_password.clone(),
+        }),
+        None => cfg.tls_ca_file.clone().map(CaSource::Pem),
+    };
+    let mut t =
+        TlsOptions::with_sources(SocketAddr::new(cfg.client_addr, port), identity, client_ca);
     t.client_auth = cfg.tls_client_auth().parse().unwrap_or(ClientAuth::Need);
     t.reload_interval_ms = cfg.tls_reload_interval_ms;
     Some(t)

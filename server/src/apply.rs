@@ -100,8 +100,12 @@ pub fn apply_entry(
     let doomed = acls_of_deleted(tree, entry);
     let applied: Applied = tree.apply(&entry.hdr, &entry.txn);
     shared.stats.txns_committed.fetch_add(1, Ordering::Relaxed);
+    if applied.triggers.iter().any(|t| touches_registry(&t.path)) {
+        crate::tenancy::registry_changed(shared, tree);
+    }
     fire_watches(shared, tree, &applied.triggers, &doomed);
-    if let Outcome::SessionClosed { .. } = applied.outcome {
+    if let Outcome::SessionClosed { deleted } = &applied.outcome {
+        audit_session_end(shared, entry, deleted, done.is_some());
         on_session_closed(shared, entry.hdr.session_id);
     }
     if let Some(c) = done {
@@ -127,6 +131,55 @@ pub fn apply_entry(
 fn on_session_closed(shared: &Shared, session_id: i64) {
     if let Ok(mut t) = shared.tracker.lock() {
         t.remove(session_id);
+    }
+    shared.tenancy.session_closed(session_id);
+}
+
+/// A record (or the registry root itself) changed: the directory must follow.
+fn touches_registry(path: &str) -> bool {
+    corral_tenant::is_within(corral_tenant::REGISTRY_ROOT, path)
+}
+
+/// Audits a session's end once in the ensemble: a client's close on the node
+/// holding its connection (`client_close`), an expiry on the leader that
+/// decided it; with one record per ephemeral the close deleted.
+fn audit_session_end(shared: &Shared, entry: &LogEntry, deleted: &[String], client_close: bool) {
+    use crate::tenancy::audit;
+    use corral_tenant::{AuditOp, AuditResult};
+    let session_id = entry.hdr.session_id;
+    let expired = !client_close && shared.tenancy.take_expiring(session_id);
+    if !audit::enabled(shared) || !(client_close || expired) {
+        return;
+    }
+    let conn = shared
+        .conn_of_session(session_id)
+        .and_then(|c| shared.conn(c));
+    let tenant = shared.tenancy.session_tenant(session_id);
+    let record = |op| {
+        let mut r = match &conn {
+            Some(c) => audit::for_conn(shared, c, op, AuditResult::Success),
+            None => audit::base(shared, op, AuditResult::Success),
+        };
+        r.session = Some(session_id);
+        r.tenant = r.tenant.or_else(|| tenant.clone());
+        r.zxid = Some(entry.hdr.zxid);
+        r
+    };
+    let op = if expired {
+        AuditOp::SessionExpire
+    } else {
+        AuditOp::SessionClose
+    };
+    audit::emit(shared, record(op));
+    let dir = shared.tenancy.directory();
+    for path in deleted {
+        let mut r = record(AuditOp::EphemeralDeletion);
+        r.path_absolute = Some(path.clone());
+        if let Some(t) = dir.owner_of(path) {
+            r.path_relative = corral_tenant::to_outer(&t.root, path);
+        }
+        r.znode_type = Some("ephemeral".into());
+        audit::emit(shared, r);
     }
 }
 
@@ -207,13 +260,29 @@ fn deliver(
         _ => tree.get(&t.path).map(|n| n.acl().clone()),
     };
     let zxid = tree.last_zxid();
-    for d in deliveries {
+    for mut d in deliveries {
         let Some(conn) = shared.conn(d.conn) else {
             continue;
         };
+        let principals = conn.principals();
         if let Some(acl) = &acl {
-            if !corral_auth::check(acl, perms::READ, &conn.principals()) {
+            if !corral_auth::check(acl, perms::READ, &principals) {
                 continue;
+            }
+        }
+        // A tenant-bound connection hears only about its namespace, in its
+        // own paths; nobody but super hears about the reserved subtree.
+        match conn.scope().root() {
+            Some(root) => match corral_tenant::event_path(root, &d.event.path) {
+                Some(p) => d.event.path = p,
+                None => continue,
+            },
+            None => {
+                if crate::tenancy::is_reserved(&d.event.path)
+                    && !crate::tenancy::is_super(&principals)
+                {
+                    continue;
+                }
             }
         }
         let mut w = Writer::framed();

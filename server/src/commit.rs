@@ -130,9 +130,7 @@ struct CommitLoop {
 impl CommitLoop {
     fn new(shared: Arc<Shared>, log: Box<dyn TxnLog>) -> Self {
         let last = shared.last_zxid();
-        let prep_opts = PrepOptions {
-            ttl_enabled: shared.opts.ttl_nodes_enabled,
-        };
+        let prep_opts = PrepOptions::for_node(&shared);
         CommitLoop {
             log,
             pending: Pending::new(),
@@ -313,6 +311,7 @@ impl CommitLoop {
                     session = format_args!("0x{session_id:x}"),
                     "session expired"
                 );
+                self.shared.tenancy.note_expiring(session_id);
                 WriteRequest {
                     session_id,
                     xid: 0,

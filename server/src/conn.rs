@@ -3,6 +3,11 @@
 //! answers strictly in request order. Reads wait behind the session's earlier
 //! writes, so a client always sees its own writes. Watch events share the
 //! responder's socket and are flushed before any later reply.
+//!
+//! Tenancy: the reader decides the connection's scope (at connect, `addauth`,
+//! or its first request; [`crate::tenancy::bind`]), takes a token of its
+//! tenant's request rate, and translates every path into the namespace before
+//! anything runs; the responder translates created paths back out.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,7 +28,12 @@ use crate::apply::{reply_frame, Committed};
 use crate::commit::{Replicator, WriteOp, WriteRequest};
 use crate::read::{set_watches, watches_op, ReadCtx};
 use crate::state::{ConnHandle, Outbound, Shared};
+use crate::tenancy::audit::{self as audit_log, WriteAudit};
+use crate::tenancy::bind;
+use crate::tenancy::{translate, Scope};
 use crate::watch::ConnId;
+use corral_proto::OpCode;
+use corral_tenant::{AuditOp, AuditResult};
 
 /// Work queued to the responder, in request order.
 enum Item {
@@ -32,23 +42,31 @@ enum Item {
         xid: i32,
         req: Request,
         principals: Arc<Vec<Principal>>,
+        scope: Scope,
         at: Instant,
     },
     Write {
         rx: oneshot::Receiver<Committed>,
         close_after: bool,
         at: Instant,
+        /// The opcode, for translating created paths back out of `scope`.
+        op: OpCode,
+        scope: Scope,
+        audit: Option<WriteAudit>,
     },
     /// `sync`: answered like a read once the node caught up.
     Sync {
         xid: i32,
         req: Request,
         rx: oneshot::Receiver<bool>,
+        scope: Scope,
         at: Instant,
     },
     SetWatches {
         xid: i32,
         sw: corral_proto::request::SetWatches,
+        scope: Scope,
+        principals: Arc<Vec<Principal>>,
     },
     Watches {
         xid: i32,
@@ -104,6 +122,22 @@ pub async fn serve_with<S>(
     stream: S,
     remote: SocketAddr,
     transport_principals: Vec<Principal>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_with_identity(shared, repl, stream, remote, transport_principals, None).await
+}
+
+/// As [`serve_with`], with the whole identity of the client certificate, so
+/// tenant bindings can match its SAN URIs, DNS names, emails and CN as well as
+/// its subject DN (without it, only the `x509` principal's DN is known).
+pub async fn serve_with_identity<S>(
+    shared: Arc<Shared>,
+    repl: Arc<dyn Replicator>,
+    stream: S,
+    remote: SocketAddr,
+    transport_principals: Vec<Principal>,
+    cert: Option<corral_auth::CertIdentity>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -187,6 +221,21 @@ pub async fn serve_with<S>(
             return;
         }
     };
+    let cert = cert.as_ref().map(bind::cert_identity);
+    if let Err(r) = bind::at_connect(&shared, &handle, cert.as_ref()) {
+        bind::refused(&shared, &handle, &r);
+        if req.session_id == 0 && !read_only {
+            // The session was made for this connection only: close it now
+            // rather than let it linger until it expires.
+            close_session(&repl, handle.session_id).await;
+        }
+        cleanup(&shared, conn_id, handle.session_id);
+        return;
+    }
+    if audit_log::enabled(&shared) {
+        let r = audit_log::for_conn(&shared, &handle, AuditOp::Connect, AuditResult::Success);
+        audit_log::emit(&shared, r);
+    }
     if wr
         .write_all(&connect_frame(&rsp, req.read_only.is_some()))
         .await
@@ -343,6 +392,7 @@ async fn handshake(
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(shared.opts.max_queued_events.max(16));
     let handle = Arc::new(ConnHandle {
+        conn_id,
         session_id,
         remote,
         principals: Mutex::new(Arc::new(principals)),
@@ -352,6 +402,8 @@ async fn handshake(
         packets_sent: Default::default(),
         last_zxid: Default::default(),
         read_only,
+        scope: Default::default(),
+        counted_tenant: Default::default(),
     });
     if let Ok(mut conns) = shared.conns.lock() {
         conns.insert(conn_id, handle.clone());
@@ -418,8 +470,24 @@ async fn submit(repl: &Arc<dyn Replicator>, mut w: WriteRequest) {
     }
 }
 
+/// Closes a session this node just created for a refused connection.
+async fn close_session(repl: &Arc<dyn Replicator>, session_id: i64) {
+    let w = WriteRequest {
+        session_id,
+        xid: 0,
+        op: WriteOp::Client(Request::CloseSession),
+        principals: Arc::new(Vec::new()),
+        reply: None,
+    };
+    submit(repl, w).await;
+}
+
 fn cleanup(shared: &Shared, conn: ConnId, session_id: i64) {
-    let read_only = shared.conn(conn).is_some_and(|c| c.read_only);
+    let handle = shared.conn(conn);
+    if let Some(h) = &handle {
+        bind::release(shared, h);
+    }
+    let read_only = handle.is_some_and(|c| c.read_only);
     if read_only {
         // A local session lives only as long as its connection here.
         if let Ok(mut t) = shared.tracker.lock() {
@@ -503,10 +571,54 @@ async fn to_item(
     req: Request,
     at: Instant,
 ) -> Option<Item> {
+    let err =
+        |code: ErrorCode| Item::Frame(reply_frame(xid, shared.last_zxid(), code.code(), None));
+    // What needs no scope: keepalive, identity, and leaving.
+    match req {
+        Request::Ping => return Some(Item::Frame(ping_frame(shared.last_zxid()))),
+        Request::Auth(a) => return Some(auth_item(shared, handle, xid, &a).await),
+        Request::Sasl(_) => return Some(err(ErrorCode::Unimplemented)),
+        _ => {}
+    }
+    let scope = if matches!(req, Request::CloseSession) {
+        handle.scope()
+    } else {
+        match bind::before_request(shared, handle) {
+            Ok(s) => s,
+            Err(r) => {
+                bind::refused(shared, handle, &r);
+                return Some(Item::FrameThenClose(reply_frame(
+                    xid,
+                    shared.last_zxid(),
+                    r.code.code(),
+                    None,
+                )));
+            }
+        }
+    };
+    let client_req = req;
+    let req = match scope.tenant() {
+        Some(t) => {
+            if !matches!(client_req, Request::CloseSession)
+                && !shared.tenancy.take_request_token(&t.name)
+            {
+                throttled(shared, handle);
+                return Some(err(ErrorCode::ThrottledOp));
+            }
+            match translate::request_in(&t.root, client_req.clone()) {
+                Ok(r) => r,
+                Err(code) => return Some(err(code)),
+            }
+        }
+        None => client_req.clone(),
+    };
     Some(match req {
-        Request::Ping => Item::Frame(ping_frame(shared.last_zxid())),
-        Request::Auth(a) => auth_item(handle, xid, &a, &shared.supers),
-        Request::SetWatches(sw) | Request::SetWatches2(sw) => Item::SetWatches { xid, sw },
+        Request::SetWatches(sw) | Request::SetWatches2(sw) => Item::SetWatches {
+            xid,
+            sw,
+            scope,
+            principals: handle.principals(),
+        },
         Request::CheckWatches(c) => Item::Watches {
             xid,
             path: c.path,
@@ -519,31 +631,27 @@ async fn to_item(
             wtype: c.watcher_type,
             remove: true,
         },
-        Request::Sasl(_) => Item::Frame(reply_frame(
-            xid,
-            shared.last_zxid(),
-            ErrorCode::Unimplemented.code(),
-            None,
-        )),
         req if handle.read_only && matches!(req, Request::CloseSession) => {
             Item::FrameThenClose(reply_frame(xid, shared.last_zxid(), 0, None))
         }
         req if handle.read_only && (req.is_write() || matches!(req, Request::Sync(_))) => {
-            Item::Frame(reply_frame(
-                xid,
-                shared.last_zxid(),
-                ErrorCode::NotReadOnly.code(),
-                None,
-            ))
+            err(ErrorCode::NotReadOnly)
         }
         Request::Sync(path) => Item::Sync {
             xid,
             req: Request::Sync(path),
             rx: repl.sync(),
+            scope,
             at,
         },
         req if req.is_write() => {
             let close_after = matches!(req, Request::CloseSession);
+            let op = req.opcode();
+            let audit = if audit_log::enabled(shared) {
+                audit_log::describe_write(&client_req, &req)
+            } else {
+                None
+            };
             let (tx, rx) = oneshot::channel();
             let w = WriteRequest {
                 session_id: handle.session_id,
@@ -562,48 +670,96 @@ async fn to_item(
                 rx,
                 close_after,
                 at,
+                op,
+                scope,
+                audit,
             }
         }
         req => Item::Read {
             xid,
             req,
             principals: handle.principals(),
+            scope,
             at,
         },
     })
 }
 
+fn throttled(shared: &Shared, handle: &ConnHandle) {
+    tracing::debug!(peer = %handle.remote, "request throttled by its tenant's rate limit");
+    if audit_log::enabled(shared) {
+        let r = audit_log::with_code(
+            audit_log::for_conn(shared, handle, AuditOp::Throttled, AuditResult::Failure),
+            ErrorCode::ThrottledOp.code(),
+        );
+        audit_log::emit(shared, r);
+    }
+}
+
 /// ZooKeeper answers auth with the request's own xid (the Java client always
-/// sends -4, other clients a normal xid) and zxid 0.
-fn auth_item(
-    handle: &ConnHandle,
+/// sends -4, other clients a normal xid) and zxid 0. A failed auth (or an
+/// identity that may not bind) is answered `AuthFailed` and the connection
+/// closed.
+async fn auth_item(
+    shared: &Arc<Shared>,
+    handle: &Arc<ConnHandle>,
     xid: i32,
     a: &corral_proto::request::AuthPacket,
-    supers: &corral_auth::SuperUsers,
 ) -> Item {
-    match corral_auth::add_auth(&a.scheme, &a.auth, handle.remote.ip(), supers) {
+    let outcome = corral_auth::add_auth(&a.scheme, &a.auth, handle.remote.ip(), &shared.supers);
+    let failed = |code: ErrorCode, reason: &str| {
+        tracing::info!(peer = %handle.remote, scheme = %a.scheme, reason, "auth failed");
+        let mut w = Writer::framed();
+        ReplyHeader {
+            xid,
+            zxid: 0,
+            err: code.code(),
+        }
+        .write(&mut w);
+        Item::FrameThenClose(w.finish_frame())
+    };
+    let audit_auth = |code: ErrorCode| {
+        if audit_log::enabled(shared) {
+            let r = audit_log::with_code(
+                audit_log::for_conn(shared, handle, AuditOp::Auth, AuditResult::Success),
+                code.code(),
+            );
+            audit_log::emit(shared, r);
+        }
+    };
+    match outcome {
         AuthOutcome::Added(ids) => {
             if let Ok(mut p) = handle.principals.lock() {
                 let mut v: Vec<Principal> = p.as_ref().clone();
-                for id in ids {
-                    if !v.contains(&id) {
-                        v.push(id);
+                for id in &ids {
+                    if !v.contains(id) {
+                        v.push(id.clone());
                     }
                 }
                 *p = Arc::new(v);
             }
+            if let Err(r) = bind::at_auth(shared, handle, &a.scheme, &a.auth, &ids).await {
+                // A full tenant says so (QuotaExceeded), so the client can
+                // retry later; anything else is the terminal AuthFailed.
+                let code = match r.code {
+                    ErrorCode::QuotaExceeded => ErrorCode::QuotaExceeded,
+                    _ => ErrorCode::AuthFailed,
+                };
+                audit_auth(code);
+                bind::refused(shared, handle, &r);
+                return failed(code, &r.reason);
+            }
+            if crate::tenancy::is_super(&ids) {
+                if let Ok(mut w) = shared.watches.lock() {
+                    w.set_group(handle.conn_id, None);
+                }
+            }
+            audit_auth(ErrorCode::Ok);
             Item::Frame(reply_frame(xid, 0, 0, None))
         }
         AuthOutcome::Failed => {
-            tracing::info!(peer = %handle.remote, scheme = %a.scheme, "auth failed");
-            let mut w = Writer::framed();
-            ReplyHeader {
-                xid,
-                zxid: 0,
-                err: ErrorCode::AuthFailed.code(),
-            }
-            .write(&mut w);
-            Item::FrameThenClose(w.finish_frame())
+            audit_auth(ErrorCode::AuthFailed);
+            failed(ErrorCode::AuthFailed, "scheme refused")
         }
     }
 }
@@ -707,6 +863,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             xid,
             req,
             principals,
+            scope,
             at,
         } => {
             let ctx = ReadCtx {
@@ -714,6 +871,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
                 conn,
                 session_id: handle.session_id,
                 principals: &principals,
+                scope: &scope,
             };
             let mut seen = 0;
             let (zxid, r) = ctx.run_locked(&req, || seen = events.len());
@@ -721,6 +879,9 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             // reply; later ones follow it, as ZooKeeper orders them.
             if let Some(e) = drain_n(shared, handle, wr, events, seen).await {
                 return Some(e);
+            }
+            if r == Err(ErrorCode::QuotaExceeded) {
+                watch_quota_rejected(shared, handle);
             }
             let f = match r {
                 Ok(body) => reply_frame(xid, zxid, 0, Some(&body)),
@@ -732,11 +893,29 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             rx,
             close_after,
             at,
+            op,
+            scope,
+            audit,
         } => match rx.await {
-            Ok(Committed { frame: Some(f), .. }) => (f, close_after, Some(at)),
+            Ok(Committed { frame: Some(f), .. }) => {
+                if let Some(a) = &audit {
+                    audit_log::write_done(shared, handle, a, &f);
+                }
+                let f = match scope.root() {
+                    Some(root) => translate::reply_out(root, op, f),
+                    None => f,
+                };
+                (f, close_after, Some(at))
+            }
             _ => return Some(End::Closed),
         },
-        Item::Sync { xid, req, rx, at } => {
+        Item::Sync {
+            xid,
+            req,
+            rx,
+            scope,
+            at,
+        } => {
             if !rx.await.unwrap_or(false) {
                 return Some(End::Closed);
             }
@@ -745,6 +924,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
                 conn,
                 session_id: handle.session_id,
                 principals: &[],
+                scope: &scope,
             };
             let mut seen = 0;
             let (zxid, r) = ctx.run_locked(&req, || seen = events.len());
@@ -757,9 +937,29 @@ async fn handle_item<W: AsyncWrite + Unpin>(
             };
             (f, false, Some(at))
         }
-        Item::SetWatches { xid, sw } => {
-            let fired = set_watches(shared, conn, &sw);
-            for ev in fired {
+        Item::SetWatches {
+            xid,
+            sw,
+            scope,
+            principals,
+        } => {
+            let fired = match set_watches(shared, conn, &sw, &scope, &principals) {
+                Ok(f) => f,
+                Err(e) => {
+                    if e == ErrorCode::QuotaExceeded {
+                        watch_quota_rejected(shared, handle);
+                    }
+                    let f = reply_frame(xid, shared.last_zxid(), e.code(), None);
+                    return write(shared, handle, wr, &f).await;
+                }
+            };
+            for mut ev in fired {
+                if let Some(root) = scope.root() {
+                    match corral_tenant::event_path(root, &ev.path) {
+                        Some(p) => ev.path = p,
+                        None => continue,
+                    }
+                }
                 let mut w = Writer::framed();
                 ReplyHeader {
                     xid: xid::NOTIFICATION,
@@ -803,4 +1003,14 @@ async fn handle_item<W: AsyncWrite + Unpin>(
         return Some(End::Closed);
     }
     None
+}
+
+fn watch_quota_rejected(shared: &Shared, handle: &ConnHandle) {
+    if audit_log::enabled(shared) {
+        let r = audit_log::with_code(
+            audit_log::for_conn(shared, handle, AuditOp::QuotaRejected, AuditResult::Failure),
+            ErrorCode::QuotaExceeded.code(),
+        );
+        audit_log::emit(shared, r);
+    }
 }

@@ -20,6 +20,14 @@ pub fn answer(shared: &Shared, word: &str) -> String {
         word,
         "srvr" | "stat" | "mntr" | "cons" | "wchs" | "wchc" | "wchp" | "dump"
     );
+    // These list every session's watched or ephemeral paths, and the client
+    // port answers them before any identity is known: with tenants, they
+    // would show one tenant another's namespace.
+    if matches!(word, "wchc" | "wchp" | "dump") && !shared.tenancy.is_inactive() {
+        return format!(
+            "{word} is not executed because tenancy is enabled (it would show every tenant's paths).\n"
+        );
+    }
     if needs_serving && !shared.is_serving() {
         // ZooKeeper's answer while it has no quorum (mode shows in `envi`-less
         // deployments through the log and the admin endpoint).
@@ -203,6 +211,12 @@ fn mntr(shared: &Shared) -> String {
         rows.push(("zk_learners", mode.learners.to_string()));
         rows.push(("zk_synced_followers", mode.synced_followers.to_string()));
         rows.push(("zk_synced_non_voting_followers", "0".into()));
+    }
+    if shared.tenancy.audit_sink().is_some() {
+        rows.push((
+            "corral_audit_records_dropped",
+            shared.tenancy.audit_dropped().to_string(),
+        ));
     }
     let mut o = String::new();
     for (k, v) in rows {

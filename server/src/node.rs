@@ -39,6 +39,8 @@ pub enum NodeError {
     /// A role-specific start failure (peer network, cluster config).
     #[error("{0}")]
     Role(String),
+    #[error("audit log: {0}")]
+    Audit(std::io::Error),
 }
 
 /// How a node rebuilds its tree and who commits its writes.
@@ -124,11 +126,15 @@ impl Node {
             LogEngine::File => Box::new(FileTxnLog::open(&opts.log_dir.join("txnlog"))?),
             LogEngine::Sled => Box::new(SledTxnLog::open(&opts.log_dir.join("txnlog-sled"))?),
         };
-        let tree = role.recover(&opts, log.as_ref())?;
+        let mut tree = role.recover(&opts, log.as_ref())?;
+        let tenancy = crate::tenancy::Tenancy::new(opts.tenancy.clone(), opts.server_id)
+            .map_err(NodeError::Audit)?;
+        let directory = tenancy.load(&mut tree);
         tracing::info!(
             zxid = format_args!("0x{:x}", tree.last_zxid()),
             znodes = tree.node_count(),
             sessions = tree.sessions().len(),
+            tenants = directory.registry().len(),
             ms = t0.elapsed().as_millis() as u64,
             "recovered"
         );
@@ -170,9 +176,16 @@ impl Node {
             serving: AtomicBool::new(false),
             mode: std::sync::RwLock::new(ModeInfo::default()),
             ro_sessions: Mutex::new(HashMap::new()),
+            tenancy,
             opts,
         });
         let replicator = role.start(shared.clone(), log).await?;
+        if !shared.opts.tenancy.bootstrap.is_empty() {
+            tokio::spawn(crate::tenancy::bootstrap::run(
+                shared.clone(),
+                replicator.clone(),
+            ));
+        }
         Ok(Node {
             shared,
             replicator,
@@ -263,6 +276,16 @@ impl IpSlot {
                 limit = shared.opts.max_client_cnxns,
                 "refusing connection: too many connections from this IP"
             );
+            if crate::tenancy::audit::enabled(shared) {
+                use corral_tenant::{AuditOp, AuditResult};
+                let mut r = crate::tenancy::audit::base(
+                    shared,
+                    AuditOp::ConnectionRefused,
+                    AuditResult::Failure,
+                );
+                r.client_ip = Some(remote.ip());
+                crate::tenancy::audit::emit(shared, r);
+            }
         }
         slot
     }

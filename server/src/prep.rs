@@ -6,6 +6,15 @@
 //!
 //! Every failed write still becomes a txn (`Txn::Error`) and consumes a zxid,
 //! as in ZooKeeper, so zxids stay comparable between the two servers.
+//!
+//! Tenancy rules (see [`crate::tenancy`]), after ZooKeeper's own checks:
+//! - `/zookeeper/corral` and below are super's alone (`NoAuth` otherwise).
+//! - A write of a tenant record `/zookeeper/corral/tenants/<name>` must parse,
+//!   name its own node and fit the registry as it will be once the pending
+//!   txns apply (`BadArguments` otherwise); the canonical JSON is stored.
+//! - A create or setData below a tenant root is checked against the tenant's
+//!   tree quotas with usage = the tree's counters plus the pending txns' net
+//!   change (`QuotaExceeded`), so racing writers never pass a limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +26,9 @@ use corral_proto::request::{
 };
 use corral_proto::{Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request, Stat};
 use corral_store::{DataTree, NodeKind, Txn};
+use corral_tenant::{Quotas, Registry, Tenant, Usage, REGISTRY_ROOT};
+
+use crate::tenancy::{is_reserved, is_super, Directory, DirectoryHandle};
 
 /// What prep knows of a node: its stat (with the live child count), its ACL,
 /// and the persisted cversion (the number of child creates, which drives
@@ -38,6 +50,49 @@ pub struct Pending {
     ephemerals: HashMap<i64, Vec<(i64, String)>>,
     /// `recs` changes in zxid order, so applied ones can be dropped.
     order: VecDeque<(i64, String)>,
+    /// Net usage change of pending txns per namespace root, and the changes
+    /// by zxid so applied ones can be taken out again.
+    usage: HashMap<String, UsageDelta>,
+    usage_log: VecDeque<(i64, String, UsageDelta)>,
+    /// Registry records written by pending txns (`None`: deleted), by name.
+    tenants: HashMap<String, (i64, Option<Tenant>)>,
+    tenants_order: VecDeque<(i64, String)>,
+}
+
+/// A change of a namespace's usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct UsageDelta {
+    znodes: i64,
+    data_bytes: i64,
+    ephemerals: i64,
+}
+
+impl UsageDelta {
+    fn plus(self, o: UsageDelta) -> UsageDelta {
+        UsageDelta {
+            znodes: self.znodes + o.znodes,
+            data_bytes: self.data_bytes + o.data_bytes,
+            ephemerals: self.ephemerals + o.ephemerals,
+        }
+    }
+
+    fn minus(self, o: UsageDelta) -> UsageDelta {
+        self.plus(UsageDelta {
+            znodes: -o.znodes,
+            data_bytes: -o.data_bytes,
+            ephemerals: -o.ephemerals,
+        })
+    }
+
+    fn applied_to(self, u: corral_store::NamespaceUsage) -> Usage {
+        let add = |base: u64, d: i64| base.saturating_add_signed(d);
+        Usage {
+            znodes: add(u.znodes, self.znodes),
+            data_bytes: add(u.data_bytes, self.data_bytes),
+            ephemerals: add(u.ephemerals, self.ephemerals),
+            ..Usage::default()
+        }
+    }
 }
 
 impl Pending {
@@ -49,6 +104,10 @@ impl Pending {
         self.recs.clear();
         self.ephemerals.clear();
         self.order.clear();
+        self.usage.clear();
+        self.usage_log.clear();
+        self.tenants.clear();
+        self.tenants_order.clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -75,6 +134,31 @@ impl Pending {
             paths.retain(|(z, _)| *z > zxid);
             !paths.is_empty()
         });
+        while self.usage_log.front().is_some_and(|(z, _, _)| *z <= zxid) {
+            let Some((_, root, d)) = self.usage_log.pop_front() else {
+                break;
+            };
+            let left = self.usage.get(&root).copied().unwrap_or_default().minus(d);
+            if left == UsageDelta::default() {
+                self.usage.remove(&root);
+            } else {
+                self.usage.insert(root, left);
+            }
+        }
+        while self.tenants_order.front().is_some_and(|(z, _)| *z <= zxid) {
+            let Some((_, name)) = self.tenants_order.pop_front() else {
+                break;
+            };
+            if self.tenants.get(&name).is_some_and(|(z, _)| *z <= zxid) {
+                self.tenants.remove(&name);
+            }
+        }
+    }
+
+    fn charge(&mut self, zxid: i64, root: &str, d: UsageDelta) {
+        let sum = self.usage.get(root).copied().unwrap_or_default().plus(d);
+        self.usage.insert(root.to_string(), sum);
+        self.usage_log.push_back((zxid, root.to_string(), d));
     }
 
     fn get(&self, tree: &DataTree, path: &str) -> Option<Rec> {
@@ -93,6 +177,30 @@ impl Pending {
 #[derive(Clone, Debug)]
 pub struct PrepOptions {
     pub ttl_enabled: bool,
+    /// The tenant registry, for record validation and tree quotas.
+    pub directory: DirectoryHandle,
+}
+
+impl PrepOptions {
+    /// No tenants; TTL nodes as given.
+    pub fn new(ttl_enabled: bool) -> PrepOptions {
+        PrepOptions {
+            ttl_enabled,
+            directory: Default::default(),
+        }
+    }
+
+    /// The options of a node: its TTL setting and its tenant registry.
+    pub fn for_node(shared: &crate::state::Shared) -> PrepOptions {
+        PrepOptions {
+            ttl_enabled: shared.opts.ttl_nodes_enabled,
+            directory: shared.tenancy.directory_handle(),
+        }
+    }
+
+    fn directory(&self) -> Arc<Directory> {
+        self.directory.read().map(|d| d.clone()).unwrap_or_default()
+    }
 }
 
 type PrepResult<T> = Result<T, ErrorCode>;
@@ -189,6 +297,7 @@ impl<'a> Prep<'a> {
         let ttl = if op == OpCode::CreateTtl { c.ttl } else { -1 };
         let ttl_owner = validate_ttl(mode, ttl)?;
         let parent_path = parent_of(&c.path)?;
+        self.guard_reserved(&c.path)?;
         let acl = corral_auth::fixup_acl(&c.acl, self.principals).map_err(|e| e.code())?;
         let mut parent = self.get(if parent_path.is_empty() {
             "/"
@@ -217,6 +326,13 @@ impl<'a> Prep<'a> {
             _ if mode.is_ephemeral() => self.session_id,
             _ => 0,
         };
+        let data = match self.record(&path, c.data.as_deref(), Some(mode))? {
+            Some(canonical) => Some(canonical),
+            None => c.data.clone(),
+        };
+        let ephemeral = matches!(NodeKind::from_owner(owner), NodeKind::Ephemeral(_));
+        let data_len = data.as_ref().map_or(0, |d| d.len()) as u64;
+        self.charge_create(&path, data_len, ephemeral)?;
         let parent_cversion = parent.cversion.wrapping_add(1);
         parent.cversion = parent_cversion;
         parent.stat.num_children += 1;
@@ -229,7 +345,7 @@ impl<'a> Prep<'a> {
             ctime: self.time_ms,
             mtime: self.time_ms,
             ephemeral_owner: owner,
-            data_length: c.data.as_ref().map_or(0, |d| d.len()) as i32,
+            data_length: data_len as i32,
             pzxid: self.zxid,
             ..Stat::default()
         };
@@ -251,7 +367,7 @@ impl<'a> Prep<'a> {
         }
         Ok(Txn::Create {
             path,
-            data: c.data.clone(),
+            data,
             acl,
             ephemeral_owner: owner,
             parent_cversion,
@@ -259,6 +375,10 @@ impl<'a> Prep<'a> {
     }
 
     fn remove_node(&mut self, path: &str) -> PrepResult<()> {
+        if let Ok(node) = self.get(path) {
+            self.credit_delete(path, &node.stat);
+        }
+        self.forget_record(path);
         let parent_key = corral_store::parent(path).to_string();
         let mut parent = self.get(&parent_key)?;
         parent.stat.num_children -= 1;
@@ -273,6 +393,7 @@ impl<'a> Prep<'a> {
         if is_special(&d.path) {
             return Err(ErrorCode::BadArguments);
         }
+        self.guard_reserved(&d.path)?;
         let parent = self.get(if parent_path.is_empty() {
             "/"
         } else {
@@ -295,6 +416,7 @@ impl<'a> Prep<'a> {
         if is_special(path) {
             return Err(ErrorCode::BadArguments);
         }
+        self.guard_reserved(path)?;
         let node = self.get(path)?;
         if node.stat.num_children > 0 {
             return Err(ErrorCode::NotEmpty);
@@ -313,23 +435,31 @@ impl<'a> Prep<'a> {
 
     fn set_data(&mut self, s: &SetDataRequest) -> PrepResult<Txn> {
         validate(&s.path)?;
+        self.guard_reserved(&s.path)?;
         let mut node = self.get(&s.path)?;
         self.check_acl(&node.acl, perms::WRITE)?;
         let version = check_version(node.stat.version, s.version)?;
+        let data = match self.record(&s.path, s.data.as_deref(), None)? {
+            Some(canonical) => Some(canonical),
+            None => s.data.clone(),
+        };
+        let new_len = data.as_ref().map_or(0, |d| d.len()) as u64;
+        self.charge_set_data(&s.path, node.stat.data_length.max(0) as u64, new_len)?;
         node.stat.version = version;
         node.stat.mzxid = self.zxid;
         node.stat.mtime = self.time_ms;
-        node.stat.data_length = s.data.as_ref().map_or(0, |d| d.len()) as i32;
+        node.stat.data_length = new_len as i32;
         self.put(&s.path, Some(node));
         Ok(Txn::SetData {
             path: s.path.clone(),
-            data: s.data.clone(),
+            data,
             version,
         })
     }
 
     fn set_acl(&mut self, s: &SetAclRequest) -> PrepResult<Txn> {
         validate(&s.path)?;
+        self.guard_reserved(&s.path)?;
         let acl = corral_auth::fixup_acl(&s.acl, self.principals).map_err(|e| e.code())?;
         let mut node = self.get(&s.path)?;
         self.check_acl(&node.acl, perms::ADMIN)?;
@@ -346,6 +476,7 @@ impl<'a> Prep<'a> {
 
     fn check(&mut self, c: &CheckVersionRequest) -> PrepResult<Txn> {
         validate(&c.path)?;
+        self.guard_reserved(&c.path)?;
         let node = self.get(&c.path)?;
         self.check_acl(&node.acl, perms::READ)?;
         check_version(node.stat.version, c.version)?;
@@ -353,6 +484,151 @@ impl<'a> Prep<'a> {
             path: c.path.clone(),
             version: c.version,
         })
+    }
+
+    /// corral's reserved subtree is super's alone, whatever its ACLs say.
+    fn guard_reserved(&self, path: &str) -> PrepResult<()> {
+        if is_reserved(path) && !is_super(self.principals) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(())
+    }
+
+    /// Validates a write of `data` to `path` when `path` is a tenant record
+    /// (`mode` given for creates); returns the record's canonical JSON, which
+    /// is what gets stored. `None` when `path` is not a record. Anything else
+    /// below the registry root is refused: the subtree holds records only.
+    fn record(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        mode: Option<CreateMode>,
+    ) -> PrepResult<Option<Vec<u8>>> {
+        let Some(name) = record_name(path)? else {
+            return Ok(None);
+        };
+        if mode.is_some_and(|m| m != CreateMode::Persistent) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let bad = |e: corral_tenant::TenantError| {
+            tracing::info!(record = %path, error = %e, "refusing a tenant record");
+            ErrorCode::BadArguments
+        };
+        let tenant = Tenant::from_json(data.unwrap_or_default()).map_err(bad)?;
+        if tenant.name != name {
+            return Err(ErrorCode::BadArguments);
+        }
+        let mut view = self.registry_view();
+        let stored = if mode.is_some() {
+            view.create(tenant).map_err(bad)?.clone()
+        } else {
+            view.update(tenant).map_err(bad)?;
+            view.get(name).cloned().ok_or(ErrorCode::BadArguments)?
+        };
+        let json = stored.to_json();
+        self.pending
+            .tenants
+            .insert(name.to_string(), (self.zxid, Some(stored)));
+        self.pending
+            .tenants_order
+            .push_back((self.zxid, name.to_string()));
+        Ok(Some(json))
+    }
+
+    /// A deleted record leaves the pending registry view.
+    fn forget_record(&mut self, path: &str) {
+        if let Ok(Some(name)) = record_name(path) {
+            self.pending
+                .tenants
+                .insert(name.to_string(), (self.zxid, None));
+            self.pending
+                .tenants_order
+                .push_back((self.zxid, name.to_string()));
+        }
+    }
+
+    /// The registry as it will be once the pending txns apply. Pending
+    /// records were validated one after the other, so dropping every
+    /// pending name and adding back the live ones cannot conflict.
+    fn registry_view(&self) -> Registry {
+        let dir = self.opts.directory();
+        let mut view = dir.registry().clone();
+        if self.pending.tenants.is_empty() {
+            return view;
+        }
+        for name in self.pending.tenants.keys() {
+            let _ = view.delete(name);
+        }
+        for (_, t) in self.pending.tenants.values() {
+            if let Some(t) = t {
+                let _ = view.create(t.clone());
+            }
+        }
+        view
+    }
+
+    /// The namespace `path` lies below, with its quotas and its usage as of
+    /// the pending txns.
+    fn namespace(&self, dir: &Directory, path: &str) -> Option<(String, Quotas, Usage)> {
+        let t = dir.namespace_of(path)?;
+        let base = self
+            .tree
+            .usage(&t.root)
+            .unwrap_or_else(|| self.tree.count_usage(&t.root));
+        let pending = self.pending.usage.get(&t.root).copied().unwrap_or_default();
+        Some((t.root.clone(), t.quotas, pending.applied_to(base)))
+    }
+
+    /// Checks a create against its namespace's quotas and counts it.
+    fn charge_create(&mut self, path: &str, data_len: u64, ephemeral: bool) -> PrepResult<()> {
+        let dir = self.opts.directory();
+        let Some((root, quotas, usage)) = self.namespace(&dir, path) else {
+            return Ok(());
+        };
+        corral_tenant::quota::check_create(&quotas, &usage, data_len, ephemeral)
+            .map_err(|e| e.code())?;
+        let d = UsageDelta {
+            znodes: 1,
+            data_bytes: data_len as i64,
+            ephemerals: i64::from(ephemeral),
+        };
+        self.pending.charge(self.zxid, &root, d);
+        Ok(())
+    }
+
+    /// Checks a setData against its namespace's quotas and counts it.
+    fn charge_set_data(&mut self, path: &str, old_len: u64, new_len: u64) -> PrepResult<()> {
+        let dir = self.opts.directory();
+        let Some((root, quotas, usage)) = self.namespace(&dir, path) else {
+            return Ok(());
+        };
+        corral_tenant::quota::check_set_data(&quotas, &usage, old_len, new_len)
+            .map_err(|e| e.code())?;
+        let d = UsageDelta {
+            data_bytes: new_len as i64 - old_len as i64,
+            ..UsageDelta::default()
+        };
+        self.pending.charge(self.zxid, &root, d);
+        Ok(())
+    }
+
+    /// Counts a delete (never refused).
+    fn credit_delete(&mut self, path: &str, stat: &Stat) {
+        let dir = self.opts.directory();
+        let Some(t) = dir.namespace_of(path) else {
+            return;
+        };
+        let ephemeral = matches!(
+            NodeKind::from_owner(stat.ephemeral_owner),
+            NodeKind::Ephemeral(_)
+        );
+        let d = UsageDelta {
+            znodes: -1,
+            data_bytes: -i64::from(stat.data_length.max(0)),
+            ephemerals: -i64::from(ephemeral),
+        };
+        let root = t.root.clone();
+        self.pending.charge(self.zxid, &root, d);
     }
 
     /// Multi: every op is prepped in order against the overlay; on the first
@@ -416,6 +692,21 @@ impl<'a> Prep<'a> {
     }
 }
 
+/// The tenant name when `path` is a record `/zookeeper/corral/tenants/<name>`;
+/// `BadArguments` for anything deeper (the registry holds records only).
+fn record_name(path: &str) -> PrepResult<Option<&str>> {
+    let Some(rest) = path
+        .strip_prefix(REGISTRY_ROOT)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Ok(None);
+    };
+    if rest.is_empty() || rest.contains('/') {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(Some(rest))
+}
+
 /// How ZooKeeper re-reads a create inside a multi: the op type follows the
 /// flags, not the wire opcode (create2 answers like create, unknown flags mean
 /// persistent, a createTTL without a TTL mode is a plain create). `None`: a
@@ -459,7 +750,9 @@ mod tests {
     use corral_proto::request::CreateRequest;
     use corral_store::TxnHeader;
 
-    const OPTS: PrepOptions = PrepOptions { ttl_enabled: true };
+    fn opts() -> PrepOptions {
+        PrepOptions::new(true)
+    }
 
     fn create(path: &str, flags: i32) -> Request {
         Request::Create(
@@ -484,7 +777,7 @@ mod tests {
                 Prep {
                     tree,
                     pending: &mut pending,
-                    opts: &OPTS,
+                    opts: &opts(),
                     session_id: session,
                     principals: &principals,
                     zxid: 100 + i as i64,
@@ -623,7 +916,7 @@ mod tests {
             Prep {
                 tree: &tree,
                 pending: &mut pending,
-                opts: &OPTS,
+                opts: &opts(),
                 session_id: session,
                 principals: &principals,
                 zxid,
@@ -655,7 +948,7 @@ mod tests {
             let txn = Prep {
                 tree: &tree,
                 pending: &mut pending,
-                opts: &OPTS,
+                opts: &opts(),
                 session_id: 5,
                 principals: &principals,
                 zxid,
@@ -692,7 +985,7 @@ mod tests {
         let again = Prep {
             tree: &tree,
             pending: &mut pending,
-            opts: &OPTS,
+            opts: &opts(),
             session_id: 5,
             principals: &principals,
             zxid: 4,

@@ -8,6 +8,7 @@ use corral_proto::{ErrorCode, MultiOp, MultiResult, Request, Response};
 use corral_store::DataTree;
 
 use crate::state::Shared;
+use crate::tenancy::{is_reserved, is_super, Scope};
 use crate::watch::{ConnId, WatchKind};
 
 type ReadResult = Result<Response, ErrorCode>;
@@ -18,6 +19,9 @@ pub struct ReadCtx<'a> {
     pub conn: ConnId,
     pub session_id: i64,
     pub principals: &'a [Principal],
+    /// The connection's scope. A tenant-bound request's paths are already
+    /// translated into the namespace; replies are translated back here.
+    pub scope: &'a Scope,
 }
 
 fn allowed(acl: &[corral_proto::Acl], perm: i32, principals: &[Principal]) -> bool {
@@ -54,18 +58,63 @@ impl ReadCtx<'_> {
             Request::GetAllChildrenNumber(p) => self.all_children_number(&tree, p),
             Request::GetEphemerals(prefix) => Ok(self.ephemerals(&tree, prefix)),
             Request::MultiRead(ops) => Ok(self.multi_read(&tree, ops)),
-            Request::Sync(p) => Ok(Response::Path(p.clone())),
+            Request::Sync(p) => Ok(Response::Path(self.path_out(p))),
             Request::AddWatch(a) => self.add_watch(&a.path, a.mode),
-            Request::WhoAmI => Ok(Response::WhoAmI(corral_auth::client_info(self.principals))),
+            Request::WhoAmI => Ok(Response::WhoAmI(self.who_am_i())),
             _ => Err(ErrorCode::Unimplemented),
         };
         (zxid, r)
     }
 
-    fn watch(&self, path: &str, kind: WatchKind) {
-        if let Ok(mut w) = self.shared.watches.lock() {
-            w.add(self.conn, path, kind);
+    /// Registers a watch, within the tenant's `max_watches` (a watch on a
+    /// path the connection already watches is not a new one).
+    fn watch(&self, path: &str, kind: WatchKind) -> Result<(), ErrorCode> {
+        let Ok(mut w) = self.shared.watches.lock() else {
+            return Ok(());
+        };
+        if let Some(t) = self.scope.tenant() {
+            let max = self
+                .shared
+                .tenancy
+                .directory()
+                .get(&t.name)
+                .and_then(|t| t.quotas.max_watches);
+            if let Some(max) = max {
+                if !w.is_watching(self.conn, path) && w.group_watch_count(&t.name) >= max {
+                    return Err(ErrorCode::QuotaExceeded);
+                }
+            }
         }
+        w.add(self.conn, path, kind);
+        Ok(())
+    }
+
+    /// corral's reserved subtree is super's alone, whatever its ACLs say.
+    fn guard(&self, path: &str) -> Result<(), ErrorCode> {
+        if is_reserved(path) && !is_super(self.principals) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(())
+    }
+
+    /// A server path as this connection sees it.
+    fn path_out(&self, path: &str) -> String {
+        match self.scope.root() {
+            Some(root) => crate::tenancy::translate::path_out(root, path),
+            None => path.to_string(),
+        }
+    }
+
+    /// The session's principals, and its tenant as a `tenant` entry.
+    fn who_am_i(&self) -> Vec<corral_proto::ClientInfo> {
+        let mut info = corral_auth::client_info(self.principals);
+        if let Some(t) = self.scope.tenant() {
+            info.push(corral_proto::ClientInfo {
+                auth_scheme: "tenant".into(),
+                user: t.name.clone(),
+            });
+        }
+        info
     }
 
     /// exists checks no ACL, as in ZooKeeper 3.8: existence and Stat are not protected.
@@ -73,9 +122,10 @@ impl ReadCtx<'_> {
         if path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
+        self.guard(path)?;
         let node = tree.get(path);
         if watch {
-            self.watch(path, WatchKind::Data);
+            self.watch(path, WatchKind::Data)?;
         }
         match node {
             Some(n) => Ok(Response::Stat(n.stat())),
@@ -84,12 +134,13 @@ impl ReadCtx<'_> {
     }
 
     fn get_data(&self, tree: &DataTree, path: &str, watch: bool) -> ReadResult {
+        self.guard(path)?;
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
         if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
         }
         if watch {
-            self.watch(path, WatchKind::Data);
+            self.watch(path, WatchKind::Data)?;
         }
         Ok(Response::Data(n.data().map(|d| d.to_vec()), n.stat()))
     }
@@ -100,6 +151,7 @@ impl ReadCtx<'_> {
         path: &str,
         watch: bool,
     ) -> Result<(Vec<String>, corral_proto::Stat), ErrorCode> {
+        self.guard(path)?;
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
         if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
@@ -107,13 +159,14 @@ impl ReadCtx<'_> {
         let stat = n.stat();
         let children = tree.children(path).unwrap_or_default();
         if watch {
-            self.watch(path, WatchKind::Child);
+            self.watch(path, WatchKind::Child)?;
         }
         Ok((children, stat))
     }
 
     /// getACL needs READ or ADMIN; without ADMIN digest hashes are masked, as ZooKeeper does.
     fn get_acl(&self, tree: &DataTree, path: &str) -> ReadResult {
+        self.guard(path)?;
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
         if !allowed(n.acl(), perms::READ, self.principals)
             && !allowed(n.acl(), perms::ADMIN, self.principals)
@@ -134,6 +187,7 @@ impl ReadCtx<'_> {
     }
 
     fn all_children_number(&self, tree: &DataTree, path: &str) -> ReadResult {
+        self.guard(path)?;
         let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
         if !allowed(n.acl(), perms::READ, self.principals) {
             return Err(ErrorCode::NoAuth);
@@ -145,6 +199,9 @@ impl ReadCtx<'_> {
 
     fn ephemerals(&self, tree: &DataTree, prefix: &str) -> Response {
         let all = tree.ephemerals(self.session_id);
+        if let Some(root) = self.scope.root() {
+            return Response::Strings(corral_tenant::ephemerals_to_outer(root, prefix, all));
+        }
         let p = prefix.trim();
         let list = if p.is_empty() || p == "/" {
             all
@@ -180,7 +237,8 @@ impl ReadCtx<'_> {
             add_watch_mode::PERSISTENT_RECURSIVE => WatchKind::PersistentRecursive,
             _ => return Err(ErrorCode::BadArguments),
         };
-        self.watch(path, kind);
+        self.guard(path)?;
+        self.watch(path, kind)?;
         Ok(Response::Number(0))
     }
 }
@@ -205,20 +263,76 @@ fn root_alias(req: &Request) -> std::borrow::Cow<'_, Request> {
     })
 }
 
-/// setWatches: re-arms watches after a reconnect, firing what the client missed since `relative_zxid`.
+/// setWatches: re-arms watches after a reconnect, firing what the client
+/// missed since `relative_zxid`. Paths are the server's (a tenant-bound
+/// connection's are translated before, its events after). Watches in the
+/// reserved subtree are dropped unless the session is super; a tenant whose
+/// `max_watches` the new watches would exceed gets `QuotaExceeded` and no
+/// watch at all.
 pub fn set_watches(
     shared: &Shared,
     conn: ConnId,
     sw: &corral_proto::request::SetWatches,
-) -> Vec<corral_proto::WatcherEvent> {
+    scope: &Scope,
+    principals: &[Principal],
+) -> Result<Vec<corral_proto::WatcherEvent>, ErrorCode> {
     use corral_proto::opcode::{event_type, keeper_state};
     let mut events = Vec::new();
     let Ok(tree) = shared.tree.read() else {
-        return events;
+        return Ok(events);
     };
     let Ok(mut w) = shared.watches.lock() else {
-        return events;
+        return Ok(events);
     };
+    let visible = |p: &String| !is_reserved(p) || is_super(principals);
+    let filtered;
+    let sw = if [
+        &sw.data_watches,
+        &sw.exist_watches,
+        &sw.child_watches,
+        &sw.persistent_watches,
+        &sw.persistent_recursive_watches,
+    ]
+    .iter()
+    .all(|l| l.iter().all(visible))
+    {
+        sw
+    } else {
+        let keep = |l: &Vec<String>| l.iter().filter(|p| visible(p)).cloned().collect();
+        filtered = corral_proto::request::SetWatches {
+            relative_zxid: sw.relative_zxid,
+            data_watches: keep(&sw.data_watches),
+            exist_watches: keep(&sw.exist_watches),
+            child_watches: keep(&sw.child_watches),
+            persistent_watches: keep(&sw.persistent_watches),
+            persistent_recursive_watches: keep(&sw.persistent_recursive_watches),
+        };
+        &filtered
+    };
+    if let Some(t) = scope.tenant() {
+        let max = shared
+            .tenancy
+            .directory()
+            .get(&t.name)
+            .and_then(|t| t.quotas.max_watches);
+        if let Some(max) = max {
+            let new: std::collections::HashSet<&String> = [
+                &sw.data_watches,
+                &sw.exist_watches,
+                &sw.child_watches,
+                &sw.persistent_watches,
+                &sw.persistent_recursive_watches,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|p| !w.is_watching(conn, p))
+            .collect();
+            let would_be = w.group_watch_count(&t.name) + new.len() as u64;
+            if would_be > max {
+                return Err(ErrorCode::QuotaExceeded);
+            }
+        }
+    }
     let ev = |t: i32, p: &str| corral_proto::WatcherEvent {
         event_type: t,
         state: keeper_state::SYNC_CONNECTED,
@@ -251,7 +365,7 @@ pub fn set_watches(
     for p in &sw.persistent_recursive_watches {
         w.add(conn, p, WatchKind::PersistentRecursive);
     }
-    events
+    Ok(events)
 }
 
 /// checkWatches / removeWatches against this connection's watches.

@@ -12,6 +12,7 @@ use corral_store::DataTree;
 use tokio::sync::mpsc;
 
 use crate::session::SessionTracker;
+use crate::tenancy::{Scope, Tenancy, TenancyOptions};
 use crate::watch::{ConnId, WatchManager};
 
 /// Everything the server needs to know, already validated by the caller.
@@ -41,6 +42,8 @@ pub struct ServerOptions {
     /// ZooKeeper's `readonlymode.enabled`: while a voter has no quorum, a
     /// client that asks for read-only mode may still connect and read.
     pub read_only_mode: bool,
+    /// Tenants, the unbound policy and the audit log (none by default).
+    pub tenancy: TenancyOptions,
 }
 
 /// Which [`corral_store::TxnLog`] holds the txn log.
@@ -75,6 +78,7 @@ impl ServerOptions {
             max_queued_events: 100_000,
             log_engine: LogEngine::File,
             read_only_mode: false,
+            tenancy: TenancyOptions::default(),
         }
     }
 
@@ -94,6 +98,7 @@ pub enum Outbound {
 
 /// A connected client, as the rest of the node sees it.
 pub struct ConnHandle {
+    pub conn_id: ConnId,
     pub session_id: i64,
     pub remote: SocketAddr,
     pub principals: Mutex<Arc<Vec<Principal>>>,
@@ -105,6 +110,10 @@ pub struct ConnHandle {
     /// A read-only session on a node without a quorum: reads only, and the
     /// session is local to this node (never replicated).
     pub read_only: bool,
+    /// The part of the tree this connection sees (see [`crate::tenancy`]).
+    pub scope: RwLock<Scope>,
+    /// The tenant whose connection slot this connection holds.
+    pub counted_tenant: Mutex<Option<String>>,
 }
 
 impl ConnHandle {
@@ -113,6 +122,16 @@ impl ConnHandle {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_scope(&self, scope: Scope) {
+        if let Ok(mut s) = self.scope.write() {
+            *s = scope;
+        }
     }
 }
 
@@ -181,6 +200,8 @@ pub struct Shared {
     pub mode: RwLock<ModeInfo>,
     /// Passwords of the local sessions of read-only clients.
     pub ro_sessions: Mutex<HashMap<i64, Vec<u8>>>,
+    /// Tenant registry, bindings, per-tenant limits and the audit sink.
+    pub tenancy: Tenancy,
 }
 
 /// A node's role as the four-letter words show it.

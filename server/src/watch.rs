@@ -9,6 +9,7 @@
 //! event below it except `NodeChildrenChanged`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use corral_proto::opcode::{event_type, keeper_state, watcher_type};
 use corral_proto::WatcherEvent;
@@ -128,6 +129,10 @@ pub struct WatchManager {
     child: Table,
     /// Paths each connection watches (in either table), for cleanup and `wchc`.
     by_conn: HashMap<ConnId, HashSet<String>>,
+    /// The tenant of each tenant-bound connection, and the watches (watched
+    /// paths per connection, as `by_conn` counts them) of each tenant.
+    groups: HashMap<ConnId, Arc<str>>,
+    group_counts: HashMap<Arc<str>, u64>,
 }
 
 /// One event to deliver to one connection.
@@ -158,17 +163,65 @@ impl WatchManager {
                 self.data.add(conn, path, RECURSIVE);
             }
         }
-        self.by_conn
+        let new = self
+            .by_conn
             .entry(conn)
             .or_default()
             .insert(path.to_string());
+        if new {
+            self.count(conn, 1);
+        }
     }
 
     /// Drops every watch of a closed connection.
     pub fn remove_conn(&mut self, conn: ConnId) {
         if let Some(paths) = self.by_conn.remove(&conn) {
+            self.count(conn, -(paths.len() as i64));
             self.data.remove_conn(conn, &paths);
             self.child.remove_conn(conn, &paths);
+        }
+        self.groups.remove(&conn);
+    }
+
+    /// Counts `conn`'s watches towards `group` (a tenant) from now on,
+    /// moving those it already holds.
+    pub fn set_group(&mut self, conn: ConnId, group: Option<Arc<str>>) {
+        let held = self.conn_watch_count(conn) as i64;
+        self.count(conn, -held);
+        match group {
+            Some(g) => {
+                self.groups.insert(conn, g);
+            }
+            None => {
+                self.groups.remove(&conn);
+            }
+        }
+        self.count(conn, held);
+    }
+
+    /// Watches held by the connections of `group`.
+    pub fn group_watch_count(&self, group: &str) -> u64 {
+        self.group_counts.get(group).copied().unwrap_or(0)
+    }
+
+    /// Whether `conn` already watches `path` (so another watch on it is not new).
+    pub fn is_watching(&self, conn: ConnId, path: &str) -> bool {
+        self.by_conn.get(&conn).is_some_and(|p| p.contains(path))
+    }
+
+    fn count(&mut self, conn: ConnId, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        let Some(g) = self.groups.get(&conn) else {
+            return;
+        };
+        let n = self.group_counts.entry(g.clone()).or_insert(0);
+        *n = n
+            .checked_add_signed(delta)
+            .expect("tenant watch count below 0");
+        if *n == 0 {
+            self.group_counts.remove(g);
         }
     }
 
@@ -198,12 +251,7 @@ impl WatchManager {
         let d = self.data.clear(conn, path, dm);
         let c = self.child.clear(conn, path, cm);
         if !self.data.has(conn, path, 0xff) && !self.child.has(conn, path, 0xff) {
-            if let Some(paths) = self.by_conn.get_mut(&conn) {
-                paths.remove(path);
-                if paths.is_empty() {
-                    self.by_conn.remove(&conn);
-                }
-            }
+            self.forget_path(conn, path);
         }
         d || c
     }
@@ -251,13 +299,22 @@ impl WatchManager {
     fn forget_fired(&mut self, conns: &HashSet<ConnId>, path: &str) {
         for conn in conns {
             if !self.data.has(*conn, path, 0xff) && !self.child.has(*conn, path, 0xff) {
-                if let Some(paths) = self.by_conn.get_mut(conn) {
-                    paths.remove(path);
-                    if paths.is_empty() {
-                        self.by_conn.remove(conn);
-                    }
-                }
+                self.forget_path(*conn, path);
             }
+        }
+    }
+
+    /// `conn` no longer watches `path` in either table.
+    fn forget_path(&mut self, conn: ConnId, path: &str) {
+        let Some(paths) = self.by_conn.get_mut(&conn) else {
+            return;
+        };
+        let removed = paths.remove(path);
+        if paths.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+        if removed {
+            self.count(conn, -1);
         }
     }
 
@@ -407,6 +464,36 @@ mod tests {
         assert!(w.remove(1, "/a", watcher_type::ANY));
         assert_eq!(w.watch_count(), 0);
         assert!(!w.remove(2, "/x", 9));
+    }
+
+    #[test]
+    fn tenant_watch_counts_follow_every_way_a_watch_goes() {
+        // Goal: a group's count equals the watched paths of its connections
+        // through add, re-add, fire, remove, regroup and close.
+        let mut w = WatchManager::new();
+        let g: Arc<str> = Arc::from("team-a");
+        w.add(1, "/before", WatchKind::Data);
+        w.set_group(1, Some(g.clone()));
+        assert_eq!(w.group_watch_count("team-a"), 1);
+        w.add(1, "/a", WatchKind::Data);
+        w.add(1, "/a", WatchKind::Child);
+        w.add(1, "/r", WatchKind::PersistentRecursive);
+        w.add(2, "/a", WatchKind::Data);
+        assert_eq!(w.group_watch_count("team-a"), 3);
+        assert!(w.is_watching(1, "/a") && !w.is_watching(1, "/zz"));
+        w.trigger(&trig("/a", TriggerKind::DataChanged));
+        assert_eq!(
+            w.group_watch_count("team-a"),
+            3,
+            "the child watch on /a stays"
+        );
+        w.trigger(&trig("/a", TriggerKind::ChildrenChanged));
+        assert_eq!(w.group_watch_count("team-a"), 2);
+        assert!(w.remove(1, "/before", watcher_type::ANY));
+        assert_eq!(w.group_watch_count("team-a"), 1);
+        w.remove_conn(1);
+        assert_eq!(w.group_watch_count("team-a"), 0);
+        assert_eq!(w.watch_count(), 0);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The TLS client listener: x509 principals from client certificates, client auth
 //! modes, refusal of expired and untrusted certificates, per-IP limits, and server
-//! certificate rotation without dropping sessions. Certificates come from an rcgen
-//! CA, SSO-style (SAN URI and email); the client is tokio-rustls plus raw frames.
+//! certificate rotation without dropping sessions, and the same listener configured
+//! from Java KeyStore (JKS) files. Certificates come from an rcgen CA, SSO-style
+//! (SAN URI and email); the client is tokio-rustls plus raw frames.
 
 mod common;
+mod jks_writer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,9 @@ use corral_proto::{
     Acl, ConnectRequest, ConnectResponse, OpCode, Reader, Record, ReplyHeader, Request,
     RequestHeader, Response, Writer,
 };
-use corral_server::{ClientAuth, Node, ServerOptions, TlsOptions, TlsReloader};
+use corral_server::{
+    CaSource, ClientAuth, KeySource, Node, ServerOptions, TlsOptions, TlsReloader,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
@@ -152,14 +156,22 @@ struct TlsNode {
 
 impl TlsNode {
     fn start(files: &ServerFiles, tweak: impl FnOnce(&mut ServerOptions, &mut TlsOptions)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = common::fast_options(dir.path().join("data"));
-        let mut tls = TlsOptions::new(
+        let tls = TlsOptions::new(
             "127.0.0.1:0".parse().unwrap(),
             files.cert.clone(),
             files.key.clone(),
             Some(files.ca.clone()),
         );
+        Self::start_with(tls, tweak)
+    }
+
+    /// Starts with `tls` (client auth `need`, no polling), then `tweak`.
+    fn start_with(
+        mut tls: TlsOptions,
+        tweak: impl FnOnce(&mut ServerOptions, &mut TlsOptions),
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = common::fast_options(dir.path().join("data"));
         tls.client_auth = ClientAuth::Need;
         tls.reload_interval_ms = 0;
         tweak(&mut opts, &mut tls);
@@ -592,10 +604,470 @@ fn bad_tls_files_stop_the_node_from_starting() {
     );
     let err = corral_server::tls::build_config(&tls).expect_err("missing file");
     assert!(err.to_string().contains("missing.pem"), "{err}");
-    tls.cert_file = files.cert.clone();
+    tls.identity = KeySource::Pem {
+        cert_file: files.cert.clone(),
+        key_file: files.key.clone(),
+    };
     tls.client_auth = ClientAuth::Need;
     let err = corral_server::tls::build_config(&tls).expect_err("need without CA");
     assert!(err.to_string().contains("tls_ca_file"), "{err}");
     tls.client_auth = ClientAuth::None;
     assert!(corral_server::tls::build_config(&tls).is_ok());
+}
+
+// ---- JKS key and trust stores ----
+
+const JKS_PASSWORD: &str = "apassword";
+
+/// A JKS key store (server key, chain leaf + CA) and trust store (the client CA).
+struct JksFiles {
+    key_store: PathBuf,
+    trust_store: PathBuf,
+}
+
+impl JksFiles {
+    fn write(dir: &Path, server: &Leaf, ca: &Ca) -> JksFiles {
+        let files = JksFiles {
+            key_store: dir.join("keystore.jks"),
+            trust_store: dir.join("truststore.jks"),
+        };
+        files.install(server, ca, JKS_PASSWORD);
+        let trust = jks_writer::write(
+            &[jks_writer::Entry::cert("kazoo ca", ca.issuer.der())],
+            JKS_PASSWORD,
+            2,
+        );
+        std::fs::write(&files.trust_store, trust).expect("write trust store");
+        files
+    }
+
+    /// Rewrites the key store with `server`, sealed with `password`.
+    fn install(&self, server: &Leaf, ca: &Ca, password: &str) {
+        let store = jks_writer::write(
+            &[jks_writer::Entry::key(
+                "server cert",
+                &server.key.serialize_der(),
+                &[&server.der, ca.issuer.der()],
+            )],
+            password,
+            2,
+        );
+        std::fs::write(&self.key_store, store).expect("write key store");
+    }
+
+    fn options(&self) -> TlsOptions {
+        TlsOptions::with_sources(
+            "127.0.0.1:0".parse().unwrap(),
+            KeySource::Jks {
+                file: self.key_store.clone(),
+                password: JKS_PASSWORD.to_string(),
+            },
+            Some(CaSource::Jks {
+                file: self.trust_store.clone(),
+                password: Some(JKS_PASSWORD.to_string()),
+            }),
+        )
+    }
+}
+
+#[test]
+fn jks_configured_listener_accepts_tls_clients() {
+    // Goal: a listener whose key, chain and client CAs come from JKS files serves a TLS client with its x509 identity and refuses cert-less clients under need.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let server = ca.server("corral-1");
+    let files = JksFiles::write(dir.path(), &server, &ca);
+    let node = TlsNode::start_with(files.options(), |_, _| {});
+    let alice = ca.client("svc-a", "team-a");
+    run(async {
+        let mut s = connect(node.secure, &connector(&ca, Some(&alice))).await;
+        assert_eq!(
+            server_cert_of(&s),
+            server.der,
+            "the key store's leaf is served"
+        );
+        assert_eq!(
+            s.who_am_i().await[1],
+            ("x509".to_string(), client_dn("svc-a", "team-a"))
+        );
+        let (hdr, _) = s
+            .call(&Request::Create(
+                OpCode::Create,
+                create_req("/jks", b"x", 0),
+            ))
+            .await;
+        assert_eq!(hdr.err, code::OK);
+        assert!(try_connect(node.secure, &connector(&ca, None))
+            .await
+            .is_err());
+        let rogue = Ca::new("rogue CA");
+        assert!(
+            try_connect(node.secure, &connector(&ca, Some(&rogue.client("m", "t"))))
+                .await
+                .is_err(),
+            "only the trust store's CA is trusted"
+        );
+    });
+}
+
+#[test]
+fn jks_key_store_rotation_reloads_and_bad_store_keeps_the_old_one() {
+    // Goal: a rewritten JKS key store is picked up by the mtime poll and by reload(); one sealed with another password fails the reload and the old certificate stays.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let first = ca.server("corral-1");
+    let files = JksFiles::write(dir.path(), &first, &ca);
+    let node = TlsNode::start_with(files.options(), |_, tls| tls.reload_interval_ms = 100);
+    let tls = connector(&ca, Some(&ca.client("svc-a", "team-a")));
+    run(async {
+        let old = connect(node.secure, &tls).await;
+        assert_eq!(server_cert_of(&old), first.der);
+
+        let second = ca.server("corral-2");
+        files.install(&second, &ca, JKS_PASSWORD);
+        let reloads = node.reloader.reloads();
+        eventually("poll reload", STEP, || async {
+            node.reloader.reloads() > reloads
+        })
+        .await;
+        assert_eq!(
+            server_cert_of(&connect(node.secure, &tls).await),
+            second.der
+        );
+
+        let third = ca.server("corral-3");
+        files.install(&third, &ca, JKS_PASSWORD);
+        node.reloader.reload().expect("reload");
+        assert_eq!(server_cert_of(&connect(node.secure, &tls).await), third.der);
+
+        files.install(&ca.server("corral-4"), &ca, "another password");
+        let err = node.reloader.reload().expect_err("wrong password");
+        assert!(
+            err.to_string()
+                .contains("keystore integrity check failed: wrong password or corrupt file"),
+            "{err}"
+        );
+        assert_eq!(server_cert_of(&connect(node.secure, &tls).await), third.der);
+        drop(old);
+    });
+}
+
+// ---- X.509 v1 client certificates ----
+
+/// DER: tag, length, content.
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend(&bytes[skip..]);
+    }
+    out.extend(content);
+    out
+}
+
+/// The elements of a DER sequence's content: each as (tag, whole TLV).
+fn der_elements(mut content: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        let (header, len) = match content[1] {
+            n if n < 0x80 => (2, usize::from(n)),
+            n => {
+                let k = usize::from(n & 0x7f);
+                let len = content[2..2 + k]
+                    .iter()
+                    .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+                (2 + k, len)
+            }
+        };
+        out.push((content[0], &content[..header + len]));
+        content = &content[header + len..];
+    }
+    out
+}
+
+/// The content of a DER element.
+fn der_content(whole: &[u8]) -> &[u8] {
+    let header = match whole[1] {
+        n if n < 0x80 => 2,
+        n => 2 + usize::from(n & 0x7f),
+    };
+    &whole[header..]
+}
+
+/// An X.509 v1 certificate for `params`, signed by `signer` (as kazoo's harness
+/// makes them): rcgen's v3 certificate with its `[0] version` and `[3] extensions`
+/// dropped, re-signed with the signer's key.
+fn v1_leaf(signer: &CertifiedIssuer<'static, KeyPair>, params: CertificateParams) -> Leaf {
+    v1_leaf_with_key(signer, params, KeyPair::generate().expect("key"))
+}
+
+fn v1_leaf_with_key(
+    signer: &CertifiedIssuer<'static, KeyPair>,
+    params: CertificateParams,
+    key: KeyPair,
+) -> Leaf {
+    use rcgen::SigningKey;
+    let v3 = params.signed_by(&key, signer).expect("sign");
+    let cert = der_elements(der_content(v3.der()));
+    let (tbs, sig_alg) = (cert[0].1, cert[1].1);
+    let fields: Vec<u8> = der_elements(der_content(tbs))
+        .into_iter()
+        .filter(|(tag, _)| *tag != 0xA0 && *tag != 0xA3)
+        .flat_map(|(_, whole)| whole.to_vec())
+        .collect();
+    let tbs = der_wrap(0x30, &fields);
+    let mut bits = vec![0];
+    bits.extend(signer.key().sign(&tbs).expect("signature"));
+    let der = der_wrap(
+        0x30,
+        &[tbs, sig_alg.to_vec(), der_wrap(0x03, &bits)].concat(),
+    );
+    let tbs_first = der_elements(der_content(der_elements(der_content(&der))[0].1))[0].0;
+    assert_eq!(
+        tbs_first, 0x02,
+        "the TBS starts with the serial: no version, v1"
+    );
+    Leaf {
+        der: CertificateDer::from(der),
+        key,
+        // Client certificates are handed to rustls as DER, never written out.
+        pem: String::new(),
+    }
+}
+
+/// A v1 client certificate (CN/OU/O subject, no SANs: v1 has no extensions).
+fn v1_client(signer: &CertifiedIssuer<'static, KeyPair>, cn: &str, team: &str) -> Leaf {
+    v1_leaf(signer, client_params(cn, team))
+}
+
+/// A TLS client that presents `chain` (leaf first) with `key`, limited to
+/// `version`. rustls' `with_client_auth_cert` would refuse a v1 leaf (it checks the
+/// key against the certificate with webpki), so the key is paired up directly.
+fn chain_connector(
+    server_ca: &Ca,
+    chain: Vec<CertificateDer<'static>>,
+    key: &KeyPair,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.issuer.der().clone()).expect("root");
+    let provider = provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            key.serialize_der(),
+        )))
+        .expect("key");
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+    TlsConnector::from(Arc::new(config))
+}
+
+fn v1_connector(
+    server_ca: &Ca,
+    leaf: &Leaf,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> TlsConnector {
+    chain_connector(server_ca, vec![leaf.der.clone()], &leaf.key, version)
+}
+
+const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+
+#[test]
+fn v1_client_cert_issued_by_the_ca_is_accepted_with_its_x509_principal() {
+    // Goal: an X.509 v1 client certificate signed directly by the client CA (as kazoo's harness makes them, and as Java accepts) completes the TLS 1.3 and TLS 1.2 handshakes and yields ("x509", subject DN), which x509 ACLs match; v3 clients are unaffected.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, _| {});
+    let alice = v1_client(&ca.issuer, "svc-a", "team-a");
+    run(async {
+        for version in VERSIONS {
+            let mut a = connect(node.secure, &v1_connector(&ca, &alice, version)).await;
+            assert_eq!(
+                a.who_am_i().await,
+                [
+                    ("ip".to_string(), "127.0.0.1".to_string()),
+                    ("x509".to_string(), client_dn("svc-a", "team-a")),
+                ],
+                "{version:?}"
+            );
+        }
+        let mut a = connect(
+            node.secure,
+            &v1_connector(&ca, &alice, &rustls::version::TLS13),
+        )
+        .await;
+        let mut create = create_req("/v1", b"secret", 0);
+        create.acl = vec![Acl::new(perms::ALL, "x509", &client_dn("svc-a", "team-a"))];
+        let (hdr, _) = a.call(&Request::Create(OpCode::Create, create)).await;
+        assert_eq!(hdr.err, code::OK);
+        assert_eq!(a.get_data("/v1").await, code::OK);
+        // A v3 client of another identity is still judged by webpki, and the ACL.
+        let mut b = connect(
+            node.secure,
+            &connector(&ca, Some(&ca.client("svc-b", "team-b"))),
+        )
+        .await;
+        assert_eq!(b.get_data("/v1").await, code::NO_AUTH);
+    });
+}
+
+#[test]
+fn v1_client_cert_with_a_jks_trust_store_is_accepted() {
+    // Goal: the v1 path works when the client CA comes from a JKS trust store (kazoo's configuration).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = JksFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start_with(files.options(), |_, _| {});
+    let alice = v1_client(&ca.issuer, "svc-a", "team-a");
+    run(async {
+        let mut a = connect(
+            node.secure,
+            &v1_connector(&ca, &alice, &rustls::version::TLS13),
+        )
+        .await;
+        assert_eq!(
+            a.who_am_i().await[1],
+            ("x509".to_string(), client_dn("svc-a", "team-a"))
+        );
+    });
+}
+
+#[test]
+fn v1_client_certs_failing_a_check_are_refused() {
+    // Goal: v1 client certificates are refused when signed by another CA (even one with the trusted CA's DN), expired, carrying a tampered signature, issued by an intermediate (even one the client sends and that chains to the CA), or presented by a client without its private key; the listener keeps serving good v1 clients.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |_, tls| tls.client_auth = ClientAuth::Want);
+
+    let rogue = Ca::new("rogue CA");
+    let impostor = Ca::new("corral test CA");
+    let expired = {
+        let mut p = client_params("old", "team-a");
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        v1_leaf(&ca.issuer, p)
+    };
+    let tampered = {
+        let mut leaf = v1_client(&ca.issuer, "svc-a", "team-a");
+        let mut der = leaf.der.to_vec();
+        let last = der.len() - 1;
+        der[last] ^= 0x01;
+        leaf.der = CertificateDer::from(der);
+        leaf
+    };
+    let intermediate = {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&[(DnType::CommonName, "corral intermediate")]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        CertifiedIssuer::signed_by(params, KeyPair::generate().expect("key"), &ca.issuer)
+            .expect("intermediate")
+    };
+    let via_intermediate = v1_client(&intermediate, "svc-i", "team-a");
+    run(async {
+        for version in VERSIONS {
+            let refused = [
+                (
+                    "other CA",
+                    v1_connector(&ca, &v1_client(&rogue.issuer, "svc-a", "team-a"), version),
+                ),
+                (
+                    "same-DN impostor CA",
+                    v1_connector(
+                        &ca,
+                        &v1_client(&impostor.issuer, "svc-a", "team-a"),
+                        version,
+                    ),
+                ),
+                ("expired", v1_connector(&ca, &expired, version)),
+                ("tampered signature", v1_connector(&ca, &tampered, version)),
+                (
+                    "issued by an intermediate",
+                    chain_connector(
+                        &ca,
+                        vec![via_intermediate.der.clone(), intermediate.der().clone()],
+                        &via_intermediate.key,
+                        version,
+                    ),
+                ),
+            ];
+            // The certificate is fine but the client does not hold its key: the
+            // handshake signature (CertificateVerify) of a v1 leaf is checked too.
+            let stolen = v1_client(&ca.issuer, "svc-a", "team-a");
+            let wrong_key = KeyPair::generate().expect("key");
+            let refused = refused.into_iter().chain([(
+                "someone else's key",
+                chain_connector(&ca, vec![stolen.der.clone()], &wrong_key, version),
+            )]);
+            for (what, tls) in refused {
+                let err = try_connect(node.secure, &tls)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("{what} ({version:?}): v1 cert accepted"));
+                assert!(!err.starts_with("tcp"), "{what}: {err}");
+            }
+            let good = v1_client(&ca.issuer, "ok", "team-a");
+            connect(node.secure, &v1_connector(&ca, &good, version)).await;
+        }
+    });
+}
+
+#[test]
+fn rsa_v1_client_cert_like_kazoos_is_accepted() {
+    // Goal: kazoo's exact shape (RSA-2048 CA, RSA-2048 v1 client cert, SHA-256) works over TLS 1.3 (RSA-PSS handshake signature) and TLS 1.2; skipped when openssl is not available to make RSA keys.
+    let rsa = || -> Option<KeyPair> {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let pem = String::from_utf8(out.stdout).ok()?;
+        KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).ok()
+    };
+    let (Some(ca_key), Some(client_key)) = (rsa(), rsa()) else {
+        eprintln!("openssl cannot make RSA keys here: RSA v1 test skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&[(DnType::CommonName, "ca.kazoo.org")]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = Ca {
+        issuer: CertifiedIssuer::self_signed(params, ca_key).expect("CA"),
+    };
+    let files = ServerFiles::write(dir.path(), &ca.server("localhost"), &ca);
+    let node = TlsNode::start(&files, |_, _| {});
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&[(DnType::CommonName, "client")]);
+    let client = v1_leaf_with_key(&ca.issuer, params, client_key);
+    run(async {
+        for version in VERSIONS {
+            let mut s = connect(node.secure, &v1_connector(&ca, &client, version)).await;
+            assert_eq!(
+                s.who_am_i().await[1],
+                ("x509".to_string(), "CN=client".to_string()),
+                "{version:?}"
+            );
+        }
+    });
 }

@@ -19,6 +19,8 @@
 //!   fdatasync per batch: the server's default log, chosen over sled on the
 //!   numbers in docs/benchmarks.md.
 //! - [`snapshot`]: fuzzy, checksummed snapshot files and [`recover`].
+//! - [`usage`]: znode, data-byte and ephemeral counters per namespace root
+//!   (the tenants' tree quotas), kept exact by every apply.
 //!
 //! # Absolute values make replay idempotent
 //!
@@ -46,6 +48,7 @@ pub mod path;
 pub mod snapshot;
 pub mod tree;
 pub mod txn;
+pub mod usage;
 
 pub use disk::{MemTxnLog, SledTxnLog, TxnLog};
 pub use error::StoreError;
@@ -55,3 +58,4 @@ pub use path::{name, parent, validate_path};
 pub use snapshot::{load_latest_snapshot, purge_snapshots, recover, write_fuzzy_snapshot};
 pub use tree::{Applied, DataTree, Outcome, SessionEntry, Trigger, TriggerKind};
 pub use txn::{LogEntry, Txn, TxnHeader};
+pub use usage::NamespaceUsage;

@@ -34,6 +34,7 @@ use crate::digest;
 use crate::node::{AclRef, Modified, Node, NodeKind};
 use crate::path::{join, name, parent, validate_path};
 use crate::txn::{Txn, TxnHeader};
+use crate::usage::{NamespaceUsage, UsageIndex};
 
 const ROOT: u32 = 0;
 
@@ -182,6 +183,8 @@ pub struct DataTree {
     data_size: u64,
     last_zxid: i64,
     digest: u64,
+    /// Per-namespace usage counters (derived; see [`crate::usage`]).
+    usage: UsageIndex,
 }
 
 impl Default for DataTree {
@@ -251,6 +254,7 @@ impl DataTree {
             data_size: 0,
             last_zxid: 0,
             digest: 0,
+            usage: UsageIndex::default(),
         };
         let open = t.intern(&Acl::open_unsafe());
         t.nodes.push(Some(Node::new("", Some(&[]), open, 0, 0, 0)));
@@ -394,6 +398,62 @@ impl DataTree {
                 }
             }
         }
+    }
+
+    // ---- usage per namespace root ----
+
+    /// Makes `roots` the namespace roots whose usage is counted (see
+    /// [`crate::usage`]). Roots already registered keep their counters; new
+    /// ones are counted once from the tree, dropped ones forgotten. Roots must
+    /// be pairwise disjoint and must not be `/`.
+    pub fn set_usage_roots<I, S>(&mut self, roots: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut next = std::collections::HashMap::new();
+        for root in roots {
+            let root: String = root.into();
+            assert!(root != "/", "the whole tree is not a usage root");
+            let usage = match self.usage.roots.remove(&root) {
+                Some(u) => u,
+                None => self.count_usage(&root),
+            };
+            next.insert(root, usage);
+        }
+        self.usage.roots = next;
+    }
+
+    /// The maintained counters of a registered root.
+    pub fn usage(&self, root: &str) -> Option<NamespaceUsage> {
+        self.usage.roots.get(root).copied()
+    }
+
+    /// The registered roots, in no particular order.
+    pub fn usage_roots(&self) -> Vec<String> {
+        self.usage.roots.keys().cloned().collect()
+    }
+
+    /// Counts what the nodes strictly below `root` use, by walking them: the
+    /// recount that [`usage`](Self::usage) must always equal. Zero when `root`
+    /// does not exist.
+    pub fn count_usage(&self, root: &str) -> NamespaceUsage {
+        let mut u = NamespaceUsage::default();
+        let Some(idx) = self.lookup(root) else {
+            return u;
+        };
+        let mut stack: Vec<u32> = Vec::new();
+        if let Some(c) = &self.node(idx).children {
+            stack.extend(c.iter());
+        }
+        while let Some(i) = stack.pop() {
+            let n = self.node(i);
+            u.add(n.data_len(), matches!(n.kind(), NodeKind::Ephemeral(_)));
+            if let Some(c) = &n.children {
+                stack.extend(c.iter());
+            }
+        }
+        u
     }
 
     // ---- apply ----
@@ -556,6 +616,10 @@ impl DataTree {
         let stat = node.stat();
         self.digest = self.digest.wrapping_add(Self::node_digest(path, &node));
         self.data_size += size_term(path, data.map_or(0, |d| d.len()));
+        let ephemeral = matches!(NodeKind::from_owner(owner), NodeKind::Ephemeral(_));
+        if let Some(u) = self.usage.for_path(path) {
+            u.add(data.map_or(0, |d| d.len()), ephemeral);
+        }
         let cidx = self.alloc(node);
         let before = digest::meta_part(ppath, self.node(pidx));
         raise_cversion(self.node_mut(pidx), parent_cversion, zxid);
@@ -618,6 +682,10 @@ impl DataTree {
             self.node_count -= 1;
             self.digest = self.digest.wrapping_sub(Self::node_digest(&p, &node));
             self.data_size -= size_term(&p, node.data_len());
+            let ephemeral = matches!(node.kind(), NodeKind::Ephemeral(_));
+            if let Some(u) = self.usage.for_path(&p) {
+                u.sub(node.data_len(), ephemeral);
+            }
             self.unregister(&p, node.raw_owner());
             if let Some(c) = &node.children {
                 for ci in c.iter() {
@@ -649,6 +717,11 @@ impl DataTree {
         let old_len = self.node(idx).data_len();
         let new_len = data.map_or(0, |d| d.len());
         self.data_size = self.data_size - size_term(path, old_len) + size_term(path, new_len);
+        if let Some(u) = self.usage.for_path(path) {
+            u.data_bytes = (u.data_bytes + new_len as u64)
+                .checked_sub(old_len as u64)
+                .expect("usage: data bytes below 0");
+        }
         self.update_meta(idx, path, |n| {
             n.set_data(
                 data,

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tenants;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +18,9 @@ use corral_proto::{
     ConnectRequest, ConnectResponse, Reader, Record, ReplyHeader, Request, RequestHeader,
     WatcherEvent, Writer,
 };
+use corral_server::state::Shared;
 use corral_server::{Node, ServerOptions};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zookeeper_client as zk;
@@ -86,6 +90,7 @@ pub struct TestNode {
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl TestNode {
@@ -105,6 +110,7 @@ impl TestNode {
             dir,
             stop: None,
             thread: None,
+            shared: None,
         };
         node.boot();
         node
@@ -120,14 +126,14 @@ impl TestNode {
 
     fn boot(&mut self) {
         let opts = self.opts.clone();
-        let (ready_tx, ready_rx) = std_mpsc::channel::<Result<SocketAddr, String>>();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<Result<(SocketAddr, Arc<Shared>), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("corral-test-node".into())
             .spawn(move || node_thread(opts, ready_tx, stop_rx))
             .expect("spawn node thread");
-        let addr = match ready_rx.recv_timeout(STEP) {
-            Ok(Ok(addr)) => addr,
+        let (addr, shared) = match ready_rx.recv_timeout(STEP) {
+            Ok(Ok(x)) => x,
             Ok(Err(e)) => panic!("node failed to start: {e}"),
             Err(e) => panic!("node did not start in time: {e}"),
         };
@@ -136,6 +142,12 @@ impl TestNode {
         self.opts.listen = addr;
         self.stop = Some(stop_tx);
         self.thread = Some(thread);
+        self.shared = Some(shared);
+    }
+
+    /// The running node's shared state (tree, tenancy), for white-box checks.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone().expect("node is running")
     }
 
     /// Stops the node: every connection drops, the commit thread winds down.
@@ -151,6 +163,7 @@ impl TestNode {
             }
             let _ = t.join();
         }
+        self.shared = None;
     }
 
     /// Stops the node and starts it again on the same port and data dir.
@@ -178,7 +191,7 @@ impl Drop for TestNode {
 
 fn node_thread(
     opts: ServerOptions,
-    ready: std_mpsc::Sender<Result<SocketAddr, String>>,
+    ready: std_mpsc::Sender<Result<(SocketAddr, Arc<Shared>), String>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -205,7 +218,7 @@ fn node_thread(
             }
         };
         let addr = node.local_addr().expect("local addr");
-        let _ = ready.send(Ok(addr));
+        let _ = ready.send(Ok((addr, node.shared.clone())));
         tokio::select! {
             _ = node.run() => {}
             _ = stop => {}

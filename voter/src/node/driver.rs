@@ -121,9 +121,7 @@ impl Driver {
     ) -> Driver {
         let core = Core::new(opts.core_config(), recovered, 0);
         let dirs = Dirs::new(&shared.opts.data_dir);
-        let prep_opts = PrepOptions {
-            ttl_enabled: shared.opts.ttl_nodes_enabled,
-        };
+        let prep_opts = PrepOptions::for_node(&shared);
         if let Ok(mut m) = shared.mode.write() {
             *m = ModeInfo {
                 mode: "looking",
@@ -753,6 +751,7 @@ impl Driver {
                 session = format_args!("0x{session_id:x}"),
                 "session expired"
             );
+            self.shared.tenancy.note_expiring(session_id);
             self.lead_write(
                 self.id,
                 session_id,
@@ -1003,6 +1002,8 @@ impl Driver {
             Ok(tree) => {
                 if let Ok(mut t) = self.shared.tree.write() {
                     *t = tree;
+                    // The tenant registry and usage roots come with the tree.
+                    corral_server::tenancy::registry_changed(&self.shared, &mut t);
                 }
                 tracing::info!(zxid = %s.zxid, "installed the leader's snapshot");
             }

@@ -1,0 +1,288 @@
+//! Tenancy with real `corral serve` processes: tenants declared in the config
+//! file, isolation and quotas through the followers of a three-voter
+//! ensemble, and `corral cli tenant` against a running server.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use corral_proto::request::{AuthPacket, CreateRequest, PathWatch};
+use corral_proto::{Acl, OpCode, Request, Response};
+use corral_tests::ensemble::EnsembleProc;
+use corral_tests::{corral_bin, ConnectOptions, RawClient, ServerProc};
+
+const QUOTA_EXCEEDED: i32 = -125;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn create(path: &str) -> Request {
+    Request::Create(
+        OpCode::Create,
+        CreateRequest {
+            path: path.into(),
+            data: Some(b"d".to_vec()),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+            ttl: -1,
+        },
+    )
+}
+
+fn children(path: &str) -> Request {
+    Request::GetChildren(PathWatch {
+        path: path.into(),
+        watch: false,
+    })
+}
+
+fn auth(user_password: &str) -> Request {
+    Request::Auth(AuthPacket {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: user_password.as_bytes().to_vec(),
+    })
+}
+
+/// `corral hash-password <password>`: the argon2 hash a config file holds.
+fn hash(password: &str) -> Result<String> {
+    let out = Command::new(corral_bin()?)
+        .args(["hash-password", password])
+        .output()
+        .context("corral hash-password")?;
+    ensure!(out.status.success(), "hash-password failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// A session authenticated (and so bound) as `user:password`.
+async fn session(addr: std::net::SocketAddr, user_password: &str) -> Result<RawClient> {
+    let c = RawClient::connect_opts(addr, ConnectOptions::default()).await?;
+    let (h, _) = c.request(auth(user_password)).await?;
+    ensure!(h.err == 0, "auth {user_password}: {}", h.err);
+    Ok(c)
+}
+
+async fn names(c: &RawClient, path: &str) -> Result<Vec<String>> {
+    let (h, body) = c.request(children(path)).await?;
+    ensure!(h.err == 0, "getChildren {path}: {}", h.err);
+    match body {
+        Response::Children(mut v) => {
+            v.sort();
+            Ok(v)
+        }
+        other => anyhow::bail!("getChildren {path}: {other:?}"),
+    }
+}
+
+#[test]
+fn followers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
+    // Goal: tenants declared in the config file exist on every voter; writes
+    // through the followers of a 3-voter ensemble stay in their namespace and
+    // racing creators on different voters never pass the leader-decided
+    // quota; each tenant sees only its own data, super sees both.
+    let tenants = format!(
+        "[{{ name = \"team-a\", quotas = {{ max_znodes = 12 }}, bindings = [{{ kind = \"digest\", user = \"alice\", password_hash = \"{}\" }}] }}, \
+         {{ name = \"team-b\", bindings = [{{ kind = \"digest\", user = \"bob\", password_hash = \"{}\" }}] }}]",
+        hash("pa")?,
+        hash("pb")?
+    );
+    let e = EnsembleProc::builder(3)
+        .set("tenants", &tenants)
+        .set("tenant_unbound", "\"refuse\"")
+        .set("zk_super_digest", "\"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"")
+        .start()?;
+    let leader = e.wait_serving(Duration::from_secs(30))?;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    rt().block_on(async {
+        // The leader writes the configured tenants once it leads.
+        let sup = session(e.addr(followers[0]), "super:test").await?;
+        let t0 = std::time::Instant::now();
+        loop {
+            let (h, _) = sup.request(Request::Sync("/".into())).await?;
+            ensure!(h.err == 0);
+            let have = names(&sup, "/zookeeper/corral/tenants")
+                .await
+                .unwrap_or_default();
+            let roots = sup.request(children("/tenants")).await?.0.err == 0;
+            if have == ["team-a", "team-b"]
+                && roots
+                && names(&sup, "/tenants").await? == ["team-a", "team-b"]
+            {
+                break;
+            }
+            ensure!(
+                t0.elapsed() < Duration::from_secs(20),
+                "tenants never appeared: {have:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Three alice sessions, on both followers and the leader, race for 12 slots.
+        let mut tasks = Vec::new();
+        for (k, node) in [followers[0], followers[1], leader].into_iter().enumerate() {
+            let addr = e.addr(node);
+            tasks.push(tokio::spawn(async move {
+                let c = session(addr, "alice:pa").await?;
+                let mut pending = Vec::new();
+                for i in 0..8 {
+                    pending.push(c.send(&create(&format!("/n{k}-{i}"))).await?);
+                }
+                let mut codes = Vec::new();
+                for p in pending {
+                    codes.push(p.wait().await?.header.err);
+                }
+                anyhow::Ok(codes)
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            for code in t.await?? {
+                match code {
+                    0 => ok += 1,
+                    QUOTA_EXCEEDED => {}
+                    other => anyhow::bail!("unexpected {other}"),
+                }
+            }
+        }
+        ensure!(ok == 12, "{ok} creates passed a 12-znode quota");
+        // Bob on the other follower sees none of it, and his data lands in his namespace.
+        let bob = session(e.addr(followers[1]), "bob:pb").await?;
+        ensure!(names(&bob, "/").await?.is_empty());
+        let (h, body) = bob.request(create("/mine")).await?;
+        ensure!(
+            h.err == 0 && body == Response::Path("/mine".into()),
+            "{h:?} {body:?}"
+        );
+        let (h, _) = bob.request(create("/../team-a/x")).await?;
+        ensure!(h.err == -8, "escape: {}", h.err);
+        let alice = session(e.addr(followers[1]), "alice:pa").await?;
+        let (h, _) = alice.request(Request::Sync("/".into())).await?;
+        ensure!(h.err == 0);
+        let mine = names(&alice, "/").await?;
+        ensure!(
+            mine.len() == 12 && mine.iter().all(|n| n.starts_with('n')),
+            "{mine:?}"
+        );
+        let (h, _) = sup.request(Request::Sync("/".into())).await?;
+        ensure!(h.err == 0);
+        ensure!(names(&sup, "/tenants/team-b").await? == ["mine"]);
+        ensure!(names(&sup, "/tenants/team-a").await?.len() == 12);
+        Ok(())
+    })
+}
+
+fn cli(server: &ServerProc, args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new(corral_bin()?)
+        .arg("cli")
+        .args([
+            "--server",
+            &server.addr().to_string(),
+            "--auth",
+            "super:test",
+        ])
+        .args(args)
+        .output()
+        .context("corral cli")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+#[test]
+fn cli_creates_updates_lists_shows_and_deletes_tenants() -> Result<()> {
+    // Goal: `corral cli tenant` manages tenants on a running server: a created
+    // tenant binds at once and its quota holds, an update applies to the next
+    // write, bad input fails with a message and changes nothing, and delete
+    // removes the record but keeps the data.
+    let server = ServerProc::builder()
+        .set("tenant_unbound", "\"refuse\"")
+        .start()?;
+    let (ok, out) = cli(
+        &server,
+        &[
+            "tenant",
+            "create",
+            "team-x",
+            "--bind-digest",
+            "xu:xp",
+            "--quota",
+            "max_znodes=2",
+        ],
+    )?;
+    ensure!(ok, "create: {out}");
+    let (ok, out) = cli(&server, &["tenant", "list"])?;
+    ensure!(ok && out.contains("team-x\t/tenants/team-x"), "list: {out}");
+    let (ok, out) = cli(&server, &["tenant", "show", "team-x"])?;
+    ensure!(ok && out.contains("\"max_znodes\": 2"), "show: {out}");
+    for (args, expect) in [
+        (vec!["tenant", "create", "Bad_Name"], "invalid tenant name"),
+        (vec!["tenant", "create", "team-x"], "already exists"),
+        (
+            vec!["tenant", "create", "team-y", "--root", "/tenants/team-x/in"],
+            "overlaps",
+        ),
+        (
+            vec!["tenant", "update", "nope", "--quota", "max_znodes=1"],
+            "no tenant",
+        ),
+        (
+            vec!["tenant", "update", "team-x", "--quota", "max_things=1"],
+            "not a quota name",
+        ),
+    ] {
+        let (ok, out) = cli(&server, &args)?;
+        ensure!(!ok && out.contains(expect), "{args:?}: {out}");
+    }
+    rt().block_on(async {
+        let x = session(server.addr(), "xu:xp").await?;
+        for (p, want) in [("/a", 0), ("/b", 0), ("/c", QUOTA_EXCEEDED)] {
+            let (h, _) = x.request(create(p)).await?;
+            ensure!(h.err == want, "{p}: {}", h.err);
+        }
+        anyhow::Ok(())
+    })?;
+    let (ok, out) = cli(
+        &server,
+        &["tenant", "update", "team-x", "--quota", "max_znodes=3"],
+    )?;
+    ensure!(ok, "update: {out}");
+    rt().block_on(async {
+        let x = session(server.addr(), "xu:xp").await?;
+        let (h, _) = x.request(create("/c")).await?;
+        ensure!(h.err == 0, "after update: {}", h.err);
+        anyhow::Ok(())
+    })?;
+    let (ok, out) = cli(&server, &["tenant", "delete", "team-x"])?;
+    ensure!(ok && out.contains("kept"), "delete: {out}");
+    let (ok, out) = cli(&server, &["tenant", "list"])?;
+    ensure!(ok && !out.contains("team-x"), "list after delete: {out}");
+    let (ok, out) = Command::new(corral_bin()?)
+        .args([
+            "cli",
+            "--server",
+            &server.addr().to_string(),
+            "tenant",
+            "list",
+        ])
+        .env_remove("CORRAL_SUPER_AUTH")
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+            )
+        })?;
+    ensure!(!ok && out.contains("super credentials"), "no auth: {out}");
+    rt().block_on(async {
+        let sup = session(server.addr(), "super:test").await?;
+        ensure!(names(&sup, "/tenants/team-x").await? == ["a", "b", "c"]);
+        anyhow::Ok(())
+    })
+}
