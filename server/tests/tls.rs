@@ -1071,3 +1071,83 @@ fn rsa_v1_client_cert_like_kazoos_is_accepted() {
         }
     });
 }
+
+#[test]
+fn client_certificates_bind_sessions_to_tenants_by_san() {
+    // Goal: on the TLS listener a session binds to the tenant whose x509 rule
+    // its certificate matches (SAN URI glob for team-a, SAN email glob for
+    // team-b), each sees only its own namespace under the same client paths,
+    // whoAmI names the tenant, and a certificate no tenant claims is refused
+    // under the `refuse` policy.
+    use corral_server::tenancy::UnboundPolicy;
+    use corral_tenant::{Binding, Tenant, X509Rule};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = TlsNode::start(&files, |o, _| {
+        let mut a = Tenant::new("team-a");
+        a.bindings.push(Binding::X509 {
+            rule: X509Rule::SanUri {
+                pattern: "spiffe://corp/team-a/*".into(),
+            },
+        });
+        let mut b = Tenant::new("team-b");
+        b.bindings.push(Binding::X509 {
+            rule: X509Rule::SanEmail {
+                pattern: "*@team-b.corp".into(),
+            },
+        });
+        o.tenancy.bootstrap = vec![a, b];
+        o.tenancy.unbound = UnboundPolicy::Refuse;
+    });
+    let alice = ca.client("svc-a", "team-a");
+    let bob = ca.client("svc-b", "team-b");
+    let carol = ca.client("svc-c", "team-c");
+    run(async {
+        // The tenants are written at start; until then a session is unbound.
+        let mut a = None;
+        for _ in 0..100 {
+            let mut s = connect(node.secure, &connector(&ca, Some(&alice))).await;
+            let (hdr, _) = s
+                .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
+                .await;
+            if hdr.err == code::OK {
+                a = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut a = a.expect("team-a's certificate binds once the tenant exists");
+        assert!(
+            a.who_am_i().await.iter().any(|(_, v)| v == "team-a"),
+            "whoAmI names the tenant"
+        );
+        let mut b = connect(node.secure, &connector(&ca, Some(&bob))).await;
+        assert_eq!(
+            b.get_data("/x").await,
+            code::NO_NODE,
+            "team-a's /x is not team-b's"
+        );
+        let (hdr, _) = b
+            .call(&Request::Create(OpCode::Create, create_req("/x", b"b", 0)))
+            .await;
+        assert_eq!(hdr.err, code::OK);
+        let (hdr, body) = a
+            .call(&Request::GetData(common::path_watch("/x", false)))
+            .await;
+        assert_eq!(hdr.err, code::OK);
+        match decode(OpCode::GetData, &body) {
+            Response::Data(Some(d), _) => assert_eq!(d, b"a"),
+            other => panic!("getData: {other:?}"),
+        }
+        let mut c = connect(node.secure, &connector(&ca, Some(&carol))).await;
+        let (hdr, _) = c
+            .call(&Request::GetData(common::path_watch("/", false)))
+            .await;
+        assert_ne!(
+            hdr.err,
+            code::OK,
+            "a certificate no tenant claims is refused"
+        );
+    });
+}
