@@ -97,6 +97,8 @@ struct Driver {
     pending: Pending,
     prep_opts: PrepOptions,
     backlog: VecDeque<Backlogged>,
+    /// Core messages of the current round, per peer and channel.
+    outbox: std::collections::BTreeMap<(u64, Channel), Vec<Vec<u8>>>,
     waiters: HashMap<(i64, i32), VecDeque<Waiter>>,
     rpcs: HashMap<u64, (Instant, Rpc)>,
     next_rpc: u64,
@@ -142,6 +144,7 @@ impl Driver {
             pending: Pending::new(),
             prep_opts,
             backlog: VecDeque::new(),
+            outbox: std::collections::BTreeMap::new(),
             waiters: HashMap::new(),
             rpcs: HashMap::new(),
             next_rpc: 1,
@@ -220,8 +223,28 @@ impl Driver {
                 return;
             }
         };
+        if let Envelope::Batch(frames) = env {
+            // One round of the sender's messages to us, in order.
+            for f in frames {
+                match envelope::decode(&f) {
+                    Ok(Envelope::Batch(_)) => {
+                        tracing::warn!(peer = from, "dropping a batch nested in a batch");
+                    }
+                    Ok(e) => self.peer_env(from, e),
+                    Err(e) => {
+                        tracing::warn!(peer = from, error = %e, "dropping a malformed message in a batch")
+                    }
+                }
+            }
+            return;
+        }
+        self.peer_env(from, env);
+    }
+
+    fn peer_env(&mut self, from: u64, env: Envelope) {
         let now = self.now();
         match env {
+            Envelope::Batch(_) => {}
             Envelope::Zab(msg) => {
                 let msg = match self.incoming_snapshot(msg) {
                     Some(m) => m,
@@ -884,6 +907,7 @@ impl Driver {
                     }
                 }
             }
+            self.flush_outbox();
             self.apply(commits);
             if let Some(id) = persisted {
                 if let Err(e) = self.log.sync() {
@@ -937,7 +961,25 @@ impl Driver {
             },
             m => m,
         };
-        self.send_env(to, channel, &Envelope::Zab(msg));
+        // Queued, and sent when the round's outputs are all out, so one
+        // round's messages to a peer travel as one frame.
+        self.outbox
+            .entry((to, channel))
+            .or_default()
+            .push(envelope::encode(&Envelope::Zab(msg)));
+    }
+
+    /// Sends what `send_msg` queued: one frame per peer and channel, a
+    /// batch when there is more than one message (order kept).
+    fn flush_outbox(&mut self) {
+        for ((to, channel), mut frames) in std::mem::take(&mut self.outbox) {
+            let frame = if frames.len() == 1 {
+                frames.pop().unwrap_or_default()
+            } else {
+                envelope::encode(&Envelope::Batch(frames))
+            };
+            self.link.send(to, channel, frame);
+        }
     }
 
     fn send_env(&self, to: u64, channel: Channel, env: &Envelope) -> bool {

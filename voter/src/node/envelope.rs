@@ -18,6 +18,7 @@ const TAG_REVALIDATE: u8 = 5;
 const TAG_REVALIDATE_REPLY: u8 = 6;
 const TAG_SYNC: u8 = 7;
 const TAG_SYNC_REPLY: u8 = 8;
+const TAG_BATCH: u8 = 9;
 
 /// A forwarded write: what the leader needs to prep it as if the client
 /// were connected to it.
@@ -65,6 +66,9 @@ pub enum Envelope {
         req: u64,
         zxid: i64,
     },
+    /// Several encoded envelopes (never batches) for one peer and channel,
+    /// in order: one round of a voter's output travels as one frame.
+    Batch(Vec<Vec<u8>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,10 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
             w.write_i64(*req as i64);
             w.write_i64(*zxid);
         }
+        Envelope::Batch(frames) => {
+            w.write_raw(&[TAG_BATCH]);
+            w.write_vec(frames, |w, f: &Vec<u8>| w.write_buffer(f));
+        }
     }
     w.into_inner()
 }
@@ -209,6 +217,7 @@ pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
             req: r.read_i64()? as u64,
             zxid: r.read_i64()?,
         },
+        TAG_BATCH => Envelope::Batch(r.read_vec(4, |r| r.read_buffer())?),
         t => return Err(EnvelopeError::Tag(t)),
     };
     r.finish()?;
