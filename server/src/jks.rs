@@ -395,8 +395,9 @@ fn der_any(input: &[u8]) -> Result<DerElement<'_>, String> {
     Ok((tag, &input[..header + len], content, after))
 }
 
-/// A DER TLV around `content`.
-fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+/// A DER TLV around `content` (also used by the TLS tests to build
+/// certificates rcgen cannot make).
+pub fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {

@@ -557,20 +557,7 @@ mod tests {
     };
     use rustls::server::WebPkiClientVerifier;
 
-    fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend(&bytes[skip..]);
-        }
-        out.extend(content);
-        out
-    }
+    use crate::jks::der_wrap;
 
     struct Ca(CertifiedIssuer<'static, KeyPair>);
 

@@ -754,21 +754,7 @@ fn jks_key_store_rotation_reloads_and_bad_store_keeps_the_old_one() {
 
 // ---- X.509 v1 client certificates ----
 
-/// DER: tag, length, content.
-fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend(&bytes[skip..]);
-    }
-    out.extend(content);
-    out
-}
+use corral_server::jks::der_wrap;
 
 /// The elements of a DER sequence's content: each as (tag, whole TLV).
 fn der_elements(mut content: &[u8]) -> Vec<(u8, &[u8])> {
