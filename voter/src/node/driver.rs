@@ -468,6 +468,14 @@ impl Driver {
 
     /// Preps and proposes one write; gives it back if the core is busy.
     fn propose(&mut self, w: Backlogged) -> Result<(), Box<Backlogged>> {
+        let zxid = match self.core.next_zxid() {
+            Ok(z) => z,
+            Err(SubmitError::Busy(_)) => return Err(Box::new(w)),
+            Err(e) => {
+                self.refuse(w.origin, w.session_id, w.cxid, w.waiter, &e);
+                return Ok(());
+            }
+        };
         let Backlogged {
             origin,
             session_id,
@@ -476,23 +484,6 @@ impl Driver {
             op,
             waiter,
         } = w;
-        let zxid = match self.core.next_zxid() {
-            Ok(z) => z,
-            Err(SubmitError::Busy(_)) => {
-                return Err(Box::new(Backlogged {
-                    origin,
-                    session_id,
-                    cxid,
-                    principals,
-                    op,
-                    waiter,
-                }))
-            }
-            Err(e) => {
-                self.refuse(origin, session_id, cxid, waiter, &e);
-                return Ok(());
-            }
-        };
         let time_ms = wall_ms();
         let txn = {
             let shared = self.shared.clone();
