@@ -255,12 +255,20 @@ pub fn ephemeral() -> zk::CreateOptions<'static> {
 
 /// Sends one four-letter word and returns the whole answer.
 pub async fn four_letter(addr: SocketAddr, word: &str) -> String {
+    match try_four_letter(addr, word).await {
+        Ok(out) => out,
+        Err(e) => panic!("four-letter word {word}: {e}"),
+    }
+}
+
+/// As [`four_letter`], giving back the I/O error (a refused connection).
+pub async fn try_four_letter(addr: SocketAddr, word: &str) -> std::io::Result<String> {
     within("four-letter word", async {
-        let mut s = TcpStream::connect(addr).await.expect("connect 4lw");
-        s.write_all(word.as_bytes()).await.expect("send 4lw");
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(word.as_bytes()).await?;
         let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read 4lw");
-        out
+        s.read_to_string(&mut out).await?;
+        Ok(out)
     })
     .await
 }
