@@ -182,6 +182,19 @@ pub async fn serve_with_identity<S>(
             return;
         }
     };
+    if req.last_zxid_seen > shared.last_zxid() {
+        // The client has seen state this server does not have yet (it comes
+        // from a fresher server, say a voter, and this one lags): serving it
+        // would take its view back in time. ZooKeeper closes, and the client
+        // tries another server.
+        tracing::info!(
+            peer = %remote,
+            seen = format_args!("{:#x}", req.last_zxid_seen),
+            ours = format_args!("{:#x}", shared.last_zxid()),
+            "closing connection: the client has seen a newer zxid than this server; it must try another server"
+        );
+        return;
+    }
     let read_only = !shared.is_serving();
     if read_only && !(shared.opts.read_only_mode && req.read_only == Some(true)) {
         // As ZooKeeper does while it has no quorum: close, so the client

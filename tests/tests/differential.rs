@@ -64,3 +64,40 @@ async fn differential_harness_self_check_zk_vs_zk() {
     let reports = diff::run(&cfg).await.expect("differential self-check run");
     report_and_check(&cfg, &reports);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_has_seen_a_newer_zxid_is_refused_as_by_zookeeper() {
+    // Goal: a ConnectRequest whose lastZxidSeen is ahead of the server's
+    // state is refused (the connection closes with no ConnectResponse), on
+    // corral as on ZooKeeper 3.8; one at or behind it connects. This is
+    // what keeps a client moving from a fresh server to a lagging one (an
+    // observer, say) from going back in time.
+    use corral_tests::{ConnectOptions, RawClient, ServerProc, ZkProc};
+    if !require_zk("a_client_that_has_seen_a_newer_zxid_is_refused_as_by_zookeeper") {
+        return;
+    }
+    let corral = ServerProc::start().expect("corral");
+    let zk = ZkProc::start().expect("zookeeper");
+    for (name, addr) in [("corral", corral.addr()), ("zookeeper", zk.addr())] {
+        let c = RawClient::connect(addr, 4000).await.expect("connect");
+        let (h, _) = c
+            .request(corral_proto::Request::Sync("/".into()))
+            .await
+            .expect("sync");
+        let now = h.zxid;
+        let at = |z: i64| ConnectOptions {
+            timeout_ms: 4000,
+            last_zxid_seen: z,
+            request_timeout: std::time::Duration::from_secs(5),
+            ..ConnectOptions::default()
+        };
+        assert!(
+            RawClient::connect_opts(addr, at(now)).await.is_ok(),
+            "{name}: a client at the server's zxid connects"
+        );
+        assert!(
+            RawClient::connect_opts(addr, at(now + (1 << 32))).await.is_err(),
+            "{name}: a client from the future is refused"
+        );
+    }
+}
