@@ -116,11 +116,29 @@ fn srvr(shared: &Shared, with_clients: bool) -> String {
     if mode.mode == "leader" {
         let _ = writeln!(o, "Proposal sizes last/min/max: -1/-1/-1");
     }
+    if let Some(ob) = &mode.observer {
+        let _ = writeln!(o, "Region: {}", ob.region);
+        match &ob.upstream {
+            Some((id, addr)) => {
+                let _ = writeln!(o, "Upstream: server {id} at {addr}");
+            }
+            None => {
+                let _ = writeln!(o, "Upstream: none");
+            }
+        }
+        let _ = writeln!(o, "Sync mode: {}", ob.sync_mode);
+        let _ = writeln!(o, "Lag: {} txns, {} ms", ob.zxid_lag, ob.time_lag_ms);
+    }
     o
 }
 
 fn mntr(shared: &Shared) -> String {
     let (min, avg, max) = latency(shared);
+    let (zxid, digest) = shared
+        .tree
+        .read()
+        .map(|t| (t.last_zxid(), t.digest()))
+        .unwrap_or((0, 0));
     let (nodes, data_size, ephemerals) = shared
         .tree
         .read()
@@ -211,6 +229,32 @@ fn mntr(shared: &Shared) -> String {
         rows.push(("zk_learners", mode.learners.to_string()));
         rows.push(("zk_synced_followers", mode.synced_followers.to_string()));
         rows.push(("zk_synced_non_voting_followers", "0".into()));
+    }
+    // The applied zxid and the tree digest at it: equal zxids must show
+    // equal digests on every replica (voters and observers alike).
+    rows.push(("corral_last_zxid", format!("0x{zxid:x}")));
+    rows.push(("corral_digest", format!("{digest:016x}")));
+    if mode.mode != "standalone" {
+        rows.push(("corral_observer_feeds", mode.feeds.to_string()));
+    }
+    if let Some(ob) = &mode.observer {
+        rows.push(("corral_observer_region", ob.region.clone()));
+        rows.push((
+            "corral_observer_upstream",
+            ob.upstream
+                .as_ref()
+                .map_or_else(|| "-1".into(), |(id, _)| id.to_string()),
+        ));
+        rows.push((
+            "corral_observer_upstream_addr",
+            ob.upstream
+                .as_ref()
+                .map_or_else(String::new, |(_, a)| a.clone()),
+        ));
+        rows.push(("corral_observer_sync_mode", ob.sync_mode.into()));
+        rows.push(("corral_observer_zxid_lag", ob.zxid_lag.to_string()));
+        rows.push(("corral_observer_time_lag_ms", ob.time_lag_ms.to_string()));
+        rows.push(("corral_observer_failovers", ob.failovers.to_string()));
     }
     if shared.tenancy.audit_sink().is_some() {
         rows.push((

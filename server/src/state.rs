@@ -218,6 +218,27 @@ pub struct ModeInfo {
     pub synced_followers: usize,
     /// Voters in the configuration (1 when standalone).
     pub voters: usize,
+    /// Observer feeds this node serves (voters, and observers that relay).
+    pub feeds: usize,
+    /// On an observer: where its feed comes from and how far behind it is.
+    pub observer: Option<ObserverInfo>,
+}
+
+/// An observer's feed, as `srvr` and `mntr` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObserverInfo {
+    pub region: String,
+    /// The upstream's server id and address, while connected.
+    pub upstream: Option<(u64, String)>,
+    /// How the current feed caught up: `diff`, `snap`, or `none` yet.
+    pub sync_mode: &'static str,
+    /// Committed txns known upstream and not yet applied here.
+    pub zxid_lag: u64,
+    /// How old the newest applied txn is relative to the newest one known
+    /// upstream (0 when caught up).
+    pub time_lag_ms: u64,
+    /// Times the observer moved to another upstream.
+    pub failovers: u64,
 }
 
 impl ModeInfo {

@@ -83,12 +83,21 @@
 //!   `CORRAL_SIM_SEEDS=n` / `CORRAL_SIM_FIRST=n` choose the range,
 //!   `CORRAL_SIM_TRACE=id` prints one node's messages.
 //!
+//! - [`feed`]: the observer feed. The upstream side ([`feed::Hub`]: DIFF or
+//!   SNAP catch-up, then every applied txn, bounded per-feed queues), the
+//!   downstream side as a sans-IO state machine ([`feed::downstream`]), and
+//!   the QUIC link ([`feed::link`], ALPN `corral-feed/1`; a voter takes feeds
+//!   on its peer port). Observers' requests travel up as relayed envelopes
+//!   and each hop routes the answers back down. The observer itself is the
+//!   `corral-observer` crate.
+//!
 //! # Not yet here
 //!
-//! Observers (issue 4) and dynamic reconfiguration (issue 7).
+//! Dynamic reconfiguration (issue 7).
 
 pub mod certs;
 pub mod core;
+pub mod feed;
 pub mod liveness;
 pub mod net;
 pub mod node;

@@ -163,6 +163,19 @@ pub struct NetConfig {
     pub keep_alive: Duration,
     /// A connection with no packet from the peer for this long is dead.
     pub idle_timeout: Duration,
+    /// Where observer feeds (ALPN [`crate::feed::link::FEED_ALPN`]) go;
+    /// `None` refuses them.
+    pub feeds: Option<FeedAcceptor>,
+}
+
+/// The driver that takes observer feeds accepted on the peer port.
+#[derive(Clone)]
+pub struct FeedAcceptor(pub Arc<dyn crate::feed::link::FeedSink>);
+
+impl std::fmt::Debug for FeedAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedAcceptor")
+    }
 }
 
 impl NetConfig {
@@ -177,6 +190,7 @@ impl NetConfig {
             inbound_len: DEFAULT_INBOUND_LEN,
             keep_alive: DEFAULT_KEEP_ALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            feeds: None,
         }
     }
 }
@@ -273,6 +287,7 @@ struct NetInner {
 /// What the transport's tasks share.
 struct Ctx {
     id: u64,
+    feeds: Option<FeedAcceptor>,
     max_frame: usize,
     queue_len: usize,
     peers: BTreeMap<u64, Arc<Peer>>,
@@ -395,6 +410,7 @@ impl Net {
             .collect();
         let ctx = Arc::new(Ctx {
             id: cfg.id,
+            feeds: cfg.feeds.clone(),
             max_frame: cfg.max_frame,
             queue_len: cfg.queue_len,
             peers,
@@ -627,6 +643,11 @@ fn quic_configs(cfg: &NetConfig) -> Result<(quinn::ServerConfig, quinn::ClientCo
         .with_single_cert(cfg.tls.chain().to_vec(), cfg.tls.key().clone_key())
         .map_err(|e| tls_err("certificate and key do not fit", &e))?;
     server.alpn_protocols = vec![ALPN.to_vec()];
+    if cfg.feeds.is_some() {
+        server
+            .alpn_protocols
+            .push(crate::feed::link::FEED_ALPN.to_vec());
+    }
     let server =
         QuicServerConfig::try_from(server).map_err(|e| tls_err("QUIC server config", &e))?;
 
@@ -802,6 +823,20 @@ async fn accept_one(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
         Ok(id) => id,
         Err(e) => return reject(&ctx, &conn, &format!("from {remote}: {e}")),
     };
+    if crate::feed::link::alpn_of(&conn).as_deref() == Some(crate::feed::link::FEED_ALPN) {
+        return match &ctx.feeds {
+            Some(f) if id != ctx.id && !ctx.peers.contains_key(&id) => {
+                debug!(id = ctx.id, observer = id, %remote, "observer feed accepted");
+                crate::feed::link::serve_downstream(conn, id, f.0.clone());
+            }
+            Some(_) => reject(
+                &ctx,
+                &conn,
+                &format!("{remote} opened an observer feed as server {id}, which is a voter"),
+            ),
+            None => reject(&ctx, &conn, "this node takes no observer feeds"),
+        };
+    }
     match ctx.peers.get(&id) {
         None => reject(
             &ctx,

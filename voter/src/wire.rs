@@ -313,6 +313,35 @@ fn write_buffer_checked(w: &mut Writer, b: &[u8]) {
     w.write_buffer(b);
 }
 
+/// Encodes a run of log entries as the feed carries them (a count, then each
+/// entry in the store's own format).
+pub fn encode_entries(entries: &[LogEntry]) -> Vec<u8> {
+    let mut w = Writer::new();
+    write_entries(&mut w, entries);
+    w.into_inner()
+}
+
+/// As [`encode_entries`], from entries already encoded one by one
+/// ([`LogEntry::encode`]).
+pub fn encode_entry_buffers(bufs: &[Vec<u8>]) -> Vec<u8> {
+    assert!(
+        i32::try_from(bufs.len()).is_ok(),
+        "{} entries do not fit a jute count",
+        bufs.len()
+    );
+    let mut w = Writer::new();
+    w.write_vec(bufs, |w, b| write_buffer_checked(w, b));
+    w.into_inner()
+}
+
+/// Decodes what [`encode_entries`] made; bytes left over are an error.
+pub fn decode_entries(b: &[u8]) -> Result<Vec<LogEntry>, WireError> {
+    let mut r = Reader::new(b);
+    let entries = read_entries(&mut r)?;
+    r.finish().map_err(WireError::Body)?;
+    Ok(entries)
+}
+
 fn write_entries(w: &mut Writer, entries: &[LogEntry]) {
     assert!(
         i32::try_from(entries.len()).is_ok(),

@@ -18,6 +18,7 @@ pub mod types;
 
 use std::collections::VecDeque;
 
+use corral_store::LogEntry;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -226,6 +227,25 @@ impl Core {
         if self.log.set_snapshot(snapshot) {
             self.log.trim(self.cfg.committed_log_window);
         }
+    }
+
+    /// Committed entries after `z`, through the commit point, in zxid
+    /// order; `None` when `z` is older than the log window (the caller then
+    /// needs [`Core::latest_snapshot`]). What an observer feed sends.
+    pub fn committed_after(&self, z: Zxid) -> Option<Vec<LogEntry>> {
+        if z < self.log.start() {
+            return None;
+        }
+        let c = self.log.committed();
+        let mut out = self.log.after(z);
+        out.retain(|e| Zxid(e.hdr.zxid) <= c);
+        Some(out)
+    }
+
+    /// The newest snapshot the driver reported (or the empty one); the log
+    /// window always holds every entry after it.
+    pub fn latest_snapshot(&self) -> Snapshot {
+        self.log.snapshot().clone()
     }
 
     /// The zxid the next [`Core::handle_submit`] would get (leader prep

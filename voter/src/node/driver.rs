@@ -16,11 +16,12 @@ use corral_store::{LogEntry, Txn, TxnLog};
 use tokio::sync::oneshot;
 
 use super::disk::{self, Dirs};
-use super::envelope::{self, Envelope, ForwardOp};
+use super::envelope::{self, Envelope, FeedStatus, ForwardOp};
 use super::{Input, PeerLink, VoterOptions};
 use crate::core::{
     Core, Message, Output, Recovered, Request as CoreRequest, Role, ServerId, SubmitError,
 };
+use crate::feed::{FeedEvent, FeedSource, Hub, SnapshotJob};
 use crate::net::Channel;
 
 /// Bound of the driver's input queue (client writes and peer frames).
@@ -60,9 +61,32 @@ struct Waiter {
     since: Instant,
 }
 
+/// Who a write came from, and so how a refusal is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// This node: its own clients, session expiry, the reaper.
+    Local,
+    /// A voter that forwarded its client's write.
+    Peer(u64),
+    /// Observer `id`, whose write voter `via` relayed.
+    Relayed { id: u64, via: u64 },
+    /// Observer `id`, through one of this node's own feeds.
+    Feed { id: u64 },
+}
+
+impl Origin {
+    /// The server whose client made the request (session ownership).
+    fn server(self, me: u64) -> u64 {
+        match self {
+            Origin::Local => me,
+            Origin::Peer(id) | Origin::Relayed { id, .. } | Origin::Feed { id } => id,
+        }
+    }
+}
+
 /// A write the leader could not propose yet (too many in flight).
 struct Backlogged {
-    origin: u64,
+    origin: Origin,
     session_id: i64,
     cxid: i32,
     principals: Arc<Vec<Principal>>,
@@ -110,6 +134,39 @@ struct Driver {
     last_reap: Instant,
     applied_since_snapshot: u64,
     snapshot_running: Arc<AtomicBool>,
+    /// The observer feeds this voter serves.
+    hub: Hub,
+    /// Wall-clock time of the newest applied txn.
+    last_applied_time: i64,
+}
+
+/// What a voter's feeds are served from: the core's committed log window and
+/// newest snapshot, never past what this node has applied.
+struct VoterSource<'a> {
+    core: &'a Core,
+    applied: i64,
+    status: FeedStatus,
+}
+
+impl FeedSource for VoterSource<'_> {
+    fn applied(&self) -> i64 {
+        self.applied
+    }
+
+    fn committed_after(&self, z: i64) -> Option<Vec<LogEntry>> {
+        let mut v = self.core.committed_after(crate::core::Zxid(z))?;
+        v.retain(|e| e.hdr.zxid <= self.applied);
+        Some(v)
+    }
+
+    fn snapshot(&self) -> (i64, Option<std::path::PathBuf>) {
+        let s = self.core.latest_snapshot();
+        (s.zxid.0, disk::path_of(&s))
+    }
+
+    fn status(&self) -> FeedStatus {
+        self.status
+    }
 }
 
 impl Driver {
@@ -154,6 +211,8 @@ impl Driver {
             last_reap: Instant::now(),
             applied_since_snapshot: 0,
             snapshot_running: Arc::new(AtomicBool::new(false)),
+            hub: Hub::new(),
+            last_applied_time: 0,
             shared,
         }
     }
@@ -212,6 +271,203 @@ impl Driver {
                 let now = self.now();
                 self.core.handle_peer_down(now, ServerId(peer));
             }
+            Input::Feed(ev) => self.feed_event(ev),
+            Input::FeedSnapSent { sub, zxid, ok } => {
+                let job = self.with_feed(|hub, src| hub.snapshot_sent(sub, zxid, ok, src));
+                if let Some(job) = job {
+                    self.spawn_feed_snapshot(job);
+                }
+            }
+        }
+    }
+
+    // ---- observer feeds ----
+
+    fn feed_status(&self) -> FeedStatus {
+        FeedStatus {
+            serving: self.serving.is_some(),
+            tip: self.shared.last_zxid(),
+            leader: self.serving.unwrap_or(0),
+            epoch: self.core.serving_epoch().unwrap_or(0),
+            tip_time_ms: self.last_applied_time,
+        }
+    }
+
+    /// Runs a hub step against this voter's state.
+    fn with_feed<T>(&mut self, f: impl FnOnce(&mut Hub, &VoterSource<'_>) -> T) -> T {
+        let src = VoterSource {
+            core: &self.core,
+            applied: self.shared.last_zxid(),
+            status: self.feed_status(),
+        };
+        f(&mut self.hub, &src)
+    }
+
+    fn feed_event(&mut self, ev: FeedEvent) {
+        match ev {
+            FeedEvent::Open { sub, observer, out } => {
+                if self.opts.voters.contains(&observer) {
+                    tracing::warn!(observer, "a voter's id opened an observer feed; refusing");
+                    return;
+                }
+                self.hub.open(sub, observer, out);
+            }
+            FeedEvent::Closed { sub } => self.hub.close(sub),
+            FeedEvent::Frame { sub, frame } => match envelope::decode(&frame) {
+                Ok(Envelope::FeedHello {
+                    observer,
+                    last_zxid,
+                }) => {
+                    let job = self.with_feed(|hub, src| hub.hello(sub, observer, last_zxid, src));
+                    if let Some(job) = job {
+                        self.spawn_feed_snapshot(job);
+                    }
+                }
+                Ok(Envelope::Relayed { origin, inner }) => {
+                    self.hub.learn_route(origin, sub);
+                    self.relayed(origin, None, *inner);
+                }
+                Ok(other) => {
+                    tracing::warn!(?other, "unexpected frame on an observer feed; ignoring")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "malformed frame on an observer feed; ignoring")
+                }
+            },
+        }
+    }
+
+    /// Streams a feed's snapshot from a thread of its own (a file read and
+    /// a wait on the feed's queue), then reports back.
+    fn spawn_feed_snapshot(&mut self, job: SnapshotJob) {
+        let tx = self.self_tx.clone();
+        let (sub, zxid) = (job.sub, job.zxid);
+        let spawned = std::thread::Builder::new()
+            .name("corral-feed-snap".into())
+            .spawn(move || {
+                let ok = crate::feed::stream_snapshot(&job);
+                let _ = tx.send(Input::FeedSnapSent {
+                    sub: job.sub,
+                    zxid: job.zxid,
+                    ok,
+                });
+            });
+        if spawned.is_err() {
+            self.with_feed(|hub, src| hub.snapshot_sent(sub, zxid, false, src));
+        }
+    }
+
+    /// A request relayed on behalf of observer `origin` (from a voter peer,
+    /// or from one of this node's feeds when `from` is `None`), or the
+    /// leader's answer to one.
+    fn relayed(&mut self, origin: u64, from: Option<u64>, inner: Envelope) {
+        if origin == self.id || self.opts.voters.contains(&origin) {
+            tracing::warn!(
+                origin,
+                "a relayed request names a voter as its origin; ignoring"
+            );
+            return;
+        }
+        match inner {
+            Envelope::ForwardFailed { .. }
+            | Envelope::RevalidateReply { .. }
+            | Envelope::SyncReply { .. } => {
+                // Answers only come down, from the leader.
+                if from.is_some() {
+                    let env = Envelope::Relayed {
+                        origin,
+                        inner: Box::new(inner),
+                    };
+                    self.hub.route(origin, &env);
+                }
+            }
+            req @ (Envelope::Forward { .. }
+            | Envelope::Touch { .. }
+            | Envelope::Revalidate { .. }
+            | Envelope::Sync { .. }) => {
+                let via = match from {
+                    Some(p) => Origin::Relayed { id: origin, via: p },
+                    None => Origin::Feed { id: origin },
+                };
+                match self.serving {
+                    Some(l) if l == self.id => self.lead_relayed(via, req),
+                    Some(l) if from.is_none() => {
+                        let env = Envelope::Relayed {
+                            origin,
+                            inner: Box::new(req),
+                        };
+                        self.send_env(l, Channel::Forward, &env);
+                    }
+                    _ => {
+                        // Not serving: a write is refused at once so the
+                        // observer's client does not wait; the rest are
+                        // dropped and time out ("unknown", not "expired").
+                        if let Envelope::Forward {
+                            session_id, cxid, ..
+                        } = req
+                        {
+                            self.answer(via, Envelope::ForwardFailed { session_id, cxid });
+                        }
+                    }
+                }
+            }
+            other => tracing::warn!(?other, "unexpected relayed envelope; ignoring"),
+        }
+    }
+
+    /// The leader handles an observer's relayed request.
+    fn lead_relayed(&mut self, origin: Origin, req: Envelope) {
+        let id = origin.server(self.id);
+        match req {
+            Envelope::Forward {
+                session_id,
+                cxid,
+                principals,
+                op,
+            } => {
+                let op = match op {
+                    ForwardOp::Client(req) => WriteOp::Client(req),
+                    ForwardOp::CreateSession { timeout_ms, passwd } => {
+                        WriteOp::CreateSession { timeout_ms, passwd }
+                    }
+                };
+                self.lead_write(origin, session_id, cxid, Arc::new(principals), op, None);
+            }
+            Envelope::Touch { sessions } => self.touched(id, sessions),
+            Envelope::Revalidate {
+                req,
+                session_id,
+                timeout_ms,
+            } => {
+                let live = self.revalidate_here(id, session_id, timeout_ms);
+                self.answer(origin, Envelope::RevalidateReply { req, live });
+            }
+            Envelope::Sync { req } => {
+                let zxid = self.core.committed_zxid().0;
+                self.answer(origin, Envelope::SyncReply { req, zxid });
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends an answer back toward a relayed request's observer.
+    fn answer(&mut self, origin: Origin, env: Envelope) {
+        match origin {
+            Origin::Relayed { id, via } => {
+                let env = Envelope::Relayed {
+                    origin: id,
+                    inner: Box::new(env),
+                };
+                self.send_env(via, Channel::Forward, &env);
+            }
+            Origin::Feed { id } => {
+                let env = Envelope::Relayed {
+                    origin: id,
+                    inner: Box::new(env),
+                };
+                self.hub.route(id, &env);
+            }
+            Origin::Local | Origin::Peer(_) => {}
         }
     }
 
@@ -264,7 +520,14 @@ impl Driver {
                         WriteOp::CreateSession { timeout_ms, passwd }
                     }
                 };
-                self.lead_write(from, session_id, cxid, Arc::new(principals), op, None);
+                self.lead_write(
+                    Origin::Peer(from),
+                    session_id,
+                    cxid,
+                    Arc::new(principals),
+                    op,
+                    None,
+                );
             }
             Envelope::ForwardFailed { session_id, cxid } => {
                 // Dropping the completion closes the client's connection.
@@ -310,6 +573,14 @@ impl Driver {
                     let zxid = self.core.committed_zxid().0;
                     self.send_env(from, Channel::Forward, &Envelope::SyncReply { req, zxid });
                 }
+            }
+            Envelope::Relayed { origin, inner } => self.relayed(origin, Some(from), *inner),
+            Envelope::FeedHello { .. }
+            | Envelope::FeedTxns(_)
+            | Envelope::FeedSnapBegin { .. }
+            | Envelope::FeedSnapChunk(_)
+            | Envelope::FeedStatus(_) => {
+                tracing::warn!(peer = from, "feed message on the peer protocol; ignoring");
             }
             Envelope::SyncReply { req, zxid } => {
                 if let Some((_, Rpc::Sync(reply))) = self.rpcs.remove(&req) {
@@ -364,7 +635,14 @@ impl Driver {
                 shape,
                 reply,
             });
-            self.lead_write(self.id, w.session_id, w.xid, w.principals, w.op, waiter);
+            self.lead_write(
+                Origin::Local,
+                w.session_id,
+                w.xid,
+                w.principals,
+                w.op,
+                waiter,
+            );
             return;
         }
         let op = match w.op {
@@ -423,7 +701,7 @@ impl Driver {
     /// their order); past that bound they are refused with THROTTLEDOP.
     fn lead_write(
         &mut self,
-        origin: u64,
+        origin: Origin,
         session_id: i64,
         cxid: i32,
         principals: Arc<Vec<Principal>>,
@@ -524,7 +802,7 @@ impl Driver {
             Ok(z) => {
                 debug_assert_eq!(z, zxid, "prep stamped the zxid the core gave");
                 if creates_session {
-                    self.owners.insert(session_id, origin);
+                    self.owners.insert(session_id, origin.server(self.id));
                 }
                 if let Some(c) = waiter {
                     self.waiters
@@ -549,7 +827,7 @@ impl Driver {
     /// expiring) session fails with SESSIONEXPIRED, one arriving through a
     /// server the session has left with SESSIONMOVED. Internal requests
     /// (expiry, the reaper) are not checked.
-    fn session_check(&self, origin: u64, session_id: i64, req: &Request) -> Option<ErrorCode> {
+    fn session_check(&self, origin: Origin, session_id: i64, req: &Request) -> Option<ErrorCode> {
         if session_id == 0 {
             return None;
         }
@@ -562,33 +840,37 @@ impl Driver {
         if !live {
             // The expiry closeSession itself comes from this node with no
             // client behind it; let it through.
-            if matches!(req, Request::CloseSession) && origin == self.id {
+            if matches!(req, Request::CloseSession) && origin == Origin::Local {
                 return None;
             }
             return Some(ErrorCode::SessionExpired);
         }
         match self.owners.get(&session_id) {
-            Some(&owner) if owner != origin => Some(ErrorCode::SessionMoved),
+            Some(&owner) if owner != origin.server(self.id) => Some(ErrorCode::SessionMoved),
             _ => None,
         }
     }
 
     fn refuse(
         &mut self,
-        origin: u64,
+        origin: Origin,
         session_id: i64,
         cxid: i32,
         waiter: Option<Completion>,
         e: &SubmitError,
     ) {
         tracing::debug!(error = %e, session = format_args!("0x{session_id:x}"), "write refused");
-        if origin != self.id {
-            self.send_env(
-                origin,
-                Channel::Forward,
-                &Envelope::ForwardFailed { session_id, cxid },
-            );
-            return;
+        let failed = Envelope::ForwardFailed { session_id, cxid };
+        match origin {
+            Origin::Local => {}
+            Origin::Peer(p) => {
+                self.send_env(p, Channel::Forward, &failed);
+                return;
+            }
+            Origin::Relayed { .. } | Origin::Feed { .. } => {
+                self.answer(origin, failed);
+                return;
+            }
         }
         let Some(c) = waiter else { return };
         if let SubmitError::Busy(_) = e {
@@ -751,6 +1033,9 @@ impl Driver {
             None => {}
         }
         self.expire_waits();
+        let st = self.feed_status();
+        self.hub
+            .status(st, Duration::from_millis(self.opts.tick_ms));
         self.update_mode();
     }
 
@@ -767,7 +1052,7 @@ impl Driver {
             );
             self.shared.tenancy.note_expiring(session_id);
             self.lead_write(
-                self.id,
+                Origin::Local,
                 session_id,
                 0,
                 Arc::new(Vec::new()),
@@ -796,7 +1081,7 @@ impl Driver {
         };
         for p in paths {
             self.lead_write(
-                self.id,
+                Origin::Local,
                 0,
                 0,
                 Arc::new(vec![corral_auth::super_principal()]),
@@ -849,6 +1134,8 @@ impl Driver {
             learners,
             synced_followers: synced,
             voters: self.opts.voters.len(),
+            feeds: self.hub.stats().feeds,
+            observer: None,
         };
         if let Ok(mut m) = self.shared.mode.write() {
             if *m != info {
@@ -993,7 +1280,15 @@ impl Driver {
             batch.push((e, w));
         }
         self.applied_since_snapshot += batch.len() as u64;
+        let published: Option<Vec<LogEntry>> =
+            (!self.hub.is_empty()).then(|| batch.iter().map(|(e, _)| e.clone()).collect());
+        if let Some((e, _)) = batch.last() {
+            self.last_applied_time = e.hdr.time_ms;
+        }
         apply_batch(&self.shared, batch);
+        if let Some(entries) = published {
+            self.hub.publish(&entries);
+        }
         if leading {
             self.pending.applied_through(last);
             self.drain_backlog();
@@ -1039,6 +1334,8 @@ impl Driver {
                     corral_server::tenancy::registry_changed(&self.shared, &mut t);
                 }
                 tracing::info!(zxid = %s.zxid, "installed the leader's snapshot");
+                // The tree jumped: every observer feed resyncs from scratch.
+                self.hub.reset_all();
             }
             Err(e) => {
                 // The core believes the state is installed; serving from a

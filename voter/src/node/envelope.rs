@@ -1,11 +1,14 @@
 //! What voters send each other besides ZAB: forwarded client writes, session
-//! touches and revalidation, and `sync` requests. One frame holds one
-//! envelope: a tag byte, then jute fields. ZAB messages ride inside as
-//! [`crate::wire`] bytes.
+//! touches and revalidation, and `sync` requests; and the observer feed
+//! ([`crate::feed`]): registration, committed txns, snapshots, the
+//! upstream's status, and requests relayed on behalf of an observer. One
+//! frame holds one envelope: a tag byte, then jute fields. ZAB messages ride
+//! inside as [`crate::wire`] bytes.
 //!
 //! Decoding never panics: a bad frame is an error and the caller drops it.
 
 use corral_proto::{DecodeError, Id, Reader, Record, Request, Writer};
+use corral_store::LogEntry;
 
 use crate::core::Message;
 use crate::wire::{self, WireError};
@@ -19,6 +22,12 @@ const TAG_REVALIDATE_REPLY: u8 = 6;
 const TAG_SYNC: u8 = 7;
 const TAG_SYNC_REPLY: u8 = 8;
 const TAG_BATCH: u8 = 9;
+const TAG_RELAYED: u8 = 10;
+const TAG_FEED_HELLO: u8 = 11;
+const TAG_FEED_TXNS: u8 = 12;
+const TAG_FEED_SNAP_BEGIN: u8 = 13;
+const TAG_FEED_SNAP_CHUNK: u8 = 14;
+const TAG_FEED_STATUS: u8 = 15;
 
 /// A forwarded write: what the leader needs to prep it as if the client
 /// were connected to it.
@@ -69,6 +78,47 @@ pub enum Envelope {
     /// Several encoded envelopes (never batches) for one peer and channel,
     /// in order: one round of a voter's output travels as one frame.
     Batch(Vec<Vec<u8>>),
+    /// A request on behalf of observer `origin` (Forward, Touch, Revalidate
+    /// or Sync) travelling up its chain of upstreams to the leader, or the
+    /// leader's answer (ForwardFailed, RevalidateReply, SyncReply) travelling
+    /// back down. Never nested.
+    Relayed {
+        origin: u64,
+        inner: Box<Envelope>,
+    },
+    /// Downstream → upstream, first on a feed: who the observer is and the
+    /// last zxid it has applied.
+    FeedHello {
+        observer: u64,
+        last_zxid: i64,
+    },
+    /// Upstream → downstream: committed txns, in zxid order.
+    FeedTxns(Vec<LogEntry>),
+    /// Upstream → downstream: a snapshot of `len` bytes at `zxid` follows in
+    /// [`Envelope::FeedSnapChunk`]s; committed txns after it come next.
+    FeedSnapBegin {
+        zxid: i64,
+        len: u64,
+    },
+    FeedSnapChunk(Vec<u8>),
+    /// Upstream → downstream: whether the upstream is serving (part of an
+    /// established quorum, or fed by one), the newest zxid it knows to be
+    /// committed, the leader and its epoch, and the upstream's wall clock.
+    FeedStatus(FeedStatus),
+}
+
+/// The upstream's state, as [`Envelope::FeedStatus`] carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    pub serving: bool,
+    /// The newest committed zxid the upstream knows of (its own applied
+    /// zxid, or further up the chain's).
+    pub tip: i64,
+    /// The leader's server id (0 when unknown).
+    pub leader: u64,
+    pub epoch: u32,
+    /// Wall-clock ms of the newest committed txn the upstream knows of.
+    pub tip_time_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +133,8 @@ pub enum EnvelopeError {
     Zab(#[from] WireError),
     #[error("unknown forwarded op kind {0}")]
     OpKind(i32),
+    #[error("a relayed envelope may not hold a relayed envelope or a batch")]
+    Nested,
 }
 
 pub fn encode(e: &Envelope) -> Vec<u8> {
@@ -157,14 +209,59 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
             w.write_raw(&[TAG_BATCH]);
             w.write_vec(frames, |w, f: &Vec<u8>| w.write_buffer(f));
         }
+        Envelope::Relayed { origin, inner } => {
+            w.write_raw(&[TAG_RELAYED]);
+            w.write_i64(*origin as i64);
+            w.write_buffer(&encode(inner));
+        }
+        Envelope::FeedHello {
+            observer,
+            last_zxid,
+        } => {
+            w.write_raw(&[TAG_FEED_HELLO]);
+            w.write_i64(*observer as i64);
+            w.write_i64(*last_zxid);
+        }
+        Envelope::FeedTxns(entries) => {
+            w.write_raw(&[TAG_FEED_TXNS]);
+            w.write_raw(&wire::encode_entries(entries));
+        }
+        Envelope::FeedSnapBegin { zxid, len } => {
+            w.write_raw(&[TAG_FEED_SNAP_BEGIN]);
+            w.write_i64(*zxid);
+            w.write_i64(*len as i64);
+        }
+        Envelope::FeedSnapChunk(b) => {
+            w.write_raw(&[TAG_FEED_SNAP_CHUNK]);
+            w.write_buffer(b);
+        }
+        Envelope::FeedStatus(st) => {
+            w.write_raw(&[TAG_FEED_STATUS]);
+            w.write_bool(st.serving);
+            w.write_i64(st.tip);
+            w.write_i64(st.leader as i64);
+            w.write_i32(st.epoch as i32);
+            w.write_i64(st.tip_time_ms);
+        }
     }
     w.into_inner()
+}
+
+/// A `FeedTxns` frame from entries already encoded one by one; the same
+/// bytes as `encode(&Envelope::FeedTxns(..))` of those entries.
+pub fn feed_txns_frame(bufs: &[Vec<u8>]) -> Vec<u8> {
+    let mut f = vec![TAG_FEED_TXNS];
+    f.extend_from_slice(&wire::encode_entry_buffers(bufs));
+    f
 }
 
 pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
     let (&tag, rest) = b.split_first().ok_or(EnvelopeError::Empty)?;
     if tag == TAG_ZAB {
         return Ok(Envelope::Zab(wire::decode_message(rest)?));
+    }
+    if tag == TAG_FEED_TXNS {
+        return Ok(Envelope::FeedTxns(wire::decode_entries(rest)?));
     }
     let mut r = Reader::new(rest);
     let e = match tag {
@@ -218,6 +315,44 @@ pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
             zxid: r.read_i64()?,
         },
         TAG_BATCH => Envelope::Batch(r.read_vec(4, |r| r.read_buffer())?),
+        TAG_RELAYED => {
+            let origin = r.read_i64()? as u64;
+            let inner = decode(&r.read_buffer()?)?;
+            if matches!(inner, Envelope::Relayed { .. } | Envelope::Batch(_)) {
+                return Err(EnvelopeError::Nested);
+            }
+            Envelope::Relayed {
+                origin,
+                inner: Box::new(inner),
+            }
+        }
+        TAG_FEED_HELLO => Envelope::FeedHello {
+            observer: r.read_i64()? as u64,
+            last_zxid: r.read_i64()?,
+        },
+        TAG_FEED_SNAP_BEGIN => {
+            let zxid = r.read_i64()?;
+            let offset = r.position();
+            let len = r.read_i64()?;
+            if len < 0 {
+                return Err(EnvelopeError::Field(DecodeError::BadLength {
+                    offset,
+                    len: -1,
+                }));
+            }
+            Envelope::FeedSnapBegin {
+                zxid,
+                len: len as u64,
+            }
+        }
+        TAG_FEED_SNAP_CHUNK => Envelope::FeedSnapChunk(r.read_buffer()?),
+        TAG_FEED_STATUS => Envelope::FeedStatus(FeedStatus {
+            serving: r.read_bool()?,
+            tip: r.read_i64()?,
+            leader: r.read_i64()? as u64,
+            epoch: r.read_i32()? as u32,
+            tip_time_ms: r.read_i64()?,
+        }),
         t => return Err(EnvelopeError::Tag(t)),
     };
     r.finish()?;
@@ -275,6 +410,54 @@ mod tests {
                 req: 4,
                 zxid: 1 << 32,
             },
+            Envelope::Relayed {
+                origin: 7,
+                inner: Box::new(Envelope::Sync { req: 9 }),
+            },
+            Envelope::Relayed {
+                origin: u64::MAX,
+                inner: Box::new(Envelope::ForwardFailed {
+                    session_id: 1,
+                    cxid: 2,
+                }),
+            },
+            Envelope::FeedHello {
+                observer: 4,
+                last_zxid: (3 << 32) | 17,
+            },
+            Envelope::FeedTxns(vec![
+                LogEntry {
+                    hdr: corral_store::TxnHeader {
+                        session_id: 1,
+                        cxid: 2,
+                        zxid: (1 << 32) | 1,
+                        time_ms: 5,
+                    },
+                    txn: corral_store::Txn::Delete { path: "/a".into() },
+                },
+                LogEntry {
+                    hdr: corral_store::TxnHeader {
+                        session_id: 0,
+                        cxid: 0,
+                        zxid: (1 << 32) | 2,
+                        time_ms: 6,
+                    },
+                    txn: corral_store::Txn::CloseSession,
+                },
+            ]),
+            Envelope::FeedTxns(vec![]),
+            Envelope::FeedSnapBegin {
+                zxid: 1 << 32,
+                len: 1 << 40,
+            },
+            Envelope::FeedSnapChunk(vec![1, 2, 3]),
+            Envelope::FeedStatus(FeedStatus {
+                serving: true,
+                tip: (2 << 32) | 5,
+                leader: 3,
+                epoch: 2,
+                tip_time_ms: 1_700_000_000_000,
+            }),
         ]
     }
 
@@ -300,5 +483,24 @@ mod tests {
             assert!(decode(&padded).is_err(), "{e:?} padded");
         }
         assert!(matches!(decode(&[99]), Err(EnvelopeError::Tag(99))));
+    }
+
+    #[test]
+    fn relayed_envelopes_do_not_nest() {
+        // Goal: a relay inside a relay, or a batch inside one, is refused, so
+        // a hostile downstream cannot make a frame recurse.
+        for inner in [
+            Envelope::Relayed {
+                origin: 1,
+                inner: Box::new(Envelope::Sync { req: 1 }),
+            },
+            Envelope::Batch(vec![]),
+        ] {
+            let e = Envelope::Relayed {
+                origin: 2,
+                inner: Box::new(inner),
+            };
+            assert!(matches!(decode(&encode(&e)), Err(EnvelopeError::Nested)));
+        }
     }
 }

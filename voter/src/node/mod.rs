@@ -134,6 +134,14 @@ pub(crate) enum Input {
         path: std::path::PathBuf,
     },
     PeerDown(u64),
+    /// An observer feed's connection, frame or close.
+    Feed(crate::feed::FeedEvent),
+    /// A feed's snapshot has been streamed (or failed to).
+    FeedSnapSent {
+        sub: crate::feed::SubId,
+        zxid: i64,
+        ok: bool,
+    },
 }
 
 /// The voter's replicator: a bounded queue into the driver thread.
@@ -158,6 +166,17 @@ impl Ensemble {
     /// A hint that `peer`'s process is gone (see [`crate::liveness`]).
     pub fn peer_down(&self, peer: u64) {
         let _ = self.tx.try_send(Input::PeerDown(peer));
+    }
+}
+
+impl crate::feed::link::FeedSink for Ensemble {
+    fn deliver(&self, ev: crate::feed::FeedEvent) -> Result<(), crate::feed::FeedEvent> {
+        match self.tx.try_send(Input::Feed(ev)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Input::Feed(ev))) => Err(ev),
+            // The driver is gone: nothing will take the event.
+            Err(_) => Ok(()),
+        }
     }
 }
 
