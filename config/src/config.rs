@@ -117,6 +117,18 @@ pub struct Config {
     /// that ask for read-only mode may connect and read (writes fail with
     /// NOTREADONLY).
     pub read_only_mode: bool,
+    /// `voter` (default) or `observer`. A node whose own `servers` entry is
+    /// marked observer (zoo.cfg `:observer` / `peerType=observer`) is one too.
+    pub role: String,
+    /// An observer's region label; it prefers upstreams of the same region.
+    pub region: String,
+    /// An observer's upstreams, each `host:port` or `region=host:port`: a
+    /// voter's peer (quorum) port, or another observer's `feed_addr`. Empty:
+    /// every voter in `servers`.
+    pub upstreams: Vec<String>,
+    /// Where an observer accepts observers below it (`host:port`, UDP);
+    /// `None`: it relays to no one.
+    pub feed_addr: Option<String>,
     /// Tenants written into the registry at start when it lacks them
     /// (`[[tenants]]` tables; see `docs/configuration.md`).
     pub tenants: Vec<TenantEntry>,
@@ -205,6 +217,10 @@ impl Default for Config {
             peer_sync_limit_ticks: 5,
             peer_init_limit_ticks: 100,
             read_only_mode: false,
+            role: "voter".to_string(),
+            region: String::new(),
+            upstreams: Vec::new(),
+            feed_addr: None,
             tenants: Vec::new(),
             tenant_unbound: "open".to_string(),
             tenant_default: None,
@@ -255,9 +271,37 @@ impl Config {
         }
     }
 
-    /// Whether this node is part of an ensemble (more than one server listed).
+    /// Whether this node is part of an ensemble (more than one server
+    /// listed, or an observer).
     pub fn is_cluster(&self) -> bool {
-        self.servers.len() > 1
+        self.servers.len() > 1 || self.is_observer()
+    }
+
+    /// Whether this node runs as an observer: `role = "observer"`, or its own
+    /// `servers` entry is marked observer.
+    pub fn is_observer(&self) -> bool {
+        self.role == "observer" || self.own_server().is_some_and(|s| s.observer)
+    }
+
+    /// An observer's upstreams as (region, `host:port`), in configured order:
+    /// `upstreams`, or else every voter in `servers` (its peer port, no
+    /// region).
+    pub fn upstream_list(&self) -> Vec<(String, String)> {
+        if self.upstreams.is_empty() {
+            return self
+                .servers
+                .iter()
+                .filter(|s| !s.observer && s.id != self.server_id)
+                .map(|s| (String::new(), host_port(&s.host, s.quorum_port)))
+                .collect();
+        }
+        self.upstreams
+            .iter()
+            .map(|u| match u.split_once('=') {
+                Some((region, addr)) => (region.trim().to_string(), addr.trim().to_string()),
+                None => (String::new(), u.trim().to_string()),
+            })
+            .collect()
     }
 
     /// The peer TLS files (CA, certificate, key), each from its own key or
@@ -331,6 +375,10 @@ pub const KEYS: &[&str] = &[
     "peer_sync_limit_ticks",
     "peer_init_limit_ticks",
     "read_only_mode",
+    "role",
+    "region",
+    "upstreams",
+    "feed_addr",
     "tenants",
     "tenant_unbound",
     "tenant_default",
@@ -341,6 +389,15 @@ pub const KEYS: &[&str] = &[
     "audit_per_tenant",
     "audit_queue_len",
 ];
+
+/// `host:port`, bracketing an IPv6 literal.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
 
 #[cfg(test)]
 mod tests {

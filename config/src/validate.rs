@@ -47,6 +47,7 @@ const CHECKS: &[Check] = &[
     check_tls,
     check_txn_log_engine,
     check_peers,
+    check_role,
     crate::tenancy::check_tenancy,
 ];
 
@@ -259,7 +260,7 @@ fn check_servers(c: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if !seen.contains(&c.server_id) {
+    if !seen.contains(&c.server_id) && c.role != "observer" {
         let ids: Vec<String> = seen.iter().map(u64::to_string).collect();
         return Err(ConfigError::invalid(
             "server_id",
@@ -293,6 +294,54 @@ fn check_server_entry(s: &ServerEntry) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+fn check_role(c: &Config) -> Result<(), ConfigError> {
+    if c.role != "voter" && c.role != "observer" {
+        return Err(ConfigError::invalid(
+            "role",
+            format!("'{}' is not 'voter' or 'observer'", c.role),
+        ));
+    }
+    let explicit = if c.upstreams.is_empty() {
+        Vec::new()
+    } else {
+        c.upstream_list()
+    };
+    for (region, addr) in explicit {
+        if !host_port_ok(&addr) {
+            return Err(ConfigError::invalid(
+                "upstreams",
+                format!("'{addr}' is not host:port"),
+            ));
+        }
+        if region.contains(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                "upstreams",
+                format!("region '{region}' must not contain spaces"),
+            ));
+        }
+    }
+    if let Some(a) = &c.feed_addr {
+        if !host_port_ok(a) {
+            return Err(ConfigError::invalid(
+                "feed_addr",
+                format!("'{a}' is not host:port"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` with a host and a non-zero port (the host is resolved at
+/// start).
+fn host_port_ok(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.trim_matches(['[', ']']).is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
+        None => false,
+    }
 }
 
 fn check_peers(c: &Config) -> Result<(), ConfigError> {
@@ -337,10 +386,20 @@ fn check_cluster(c: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if c.servers.iter().any(|s| s.observer) {
+    if c.is_observer() {
+        if c.upstream_list().is_empty() {
+            return Err(ConfigError::invalid(
+                "upstreams",
+                "an observer needs an upstream: list voters in servers, or set upstreams",
+            ));
+        }
+    } else if !c.servers.iter().any(|s| s.id == c.server_id && !s.observer) {
         return Err(ConfigError::invalid(
-            "servers",
-            "observers are not supported yet; list voters (participants) only",
+            "server_id",
+            format!(
+                "server {} is not a voter in servers; list it, or set role = \"observer\"",
+                c.server_id
+            ),
         ));
     }
     Ok(())
@@ -851,10 +910,56 @@ mod tests {
     }
 
     #[test]
+    fn observer_role_needs_upstreams_and_checks_their_form() {
+        // Goal: role = observer with its own id outside servers is valid and
+        // fed by the voters, or by explicit `[region=]host:port` upstreams;
+        // a bad role, a bad upstream or a bad feed_addr names its key; a
+        // voter id missing from servers is refused unless it observes.
+        let mut c = Config {
+            server_id: 7,
+            role: "observer".into(),
+            servers: vec![server(1), server(2)],
+            peer_tls_dir: Some("certs".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok() && c.check_cluster().is_ok());
+        assert!(c.is_observer() && c.is_cluster());
+        assert_eq!(c.upstream_list().len(), 2);
+        c.upstreams = vec!["eu=10.0.0.5:2890".into(), "[::1]:2891".into()];
+        c.region = "eu".into();
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.upstream_list(),
+            vec![
+                ("eu".to_string(), "10.0.0.5:2890".to_string()),
+                (String::new(), "[::1]:2891".to_string())
+            ]
+        );
+        for bad in ["nohost", "h:0", ":12", "h:port", "my region=h:1"] {
+            c.upstreams = vec![bad.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("upstreams"), "{bad}: {e}");
+        }
+        c.upstreams.clear();
+        c.feed_addr = Some("x".into());
+        assert!(c.validate().unwrap_err().to_string().contains("feed_addr"));
+        c.feed_addr = Some("127.0.0.1:3000".into());
+        assert!(c.validate().is_ok());
+        c.servers.clear();
+        let e = c.check_cluster().unwrap_err().to_string();
+        assert!(e.contains("upstreams"), "{e}");
+        c.role = "learner".into();
+        assert!(c.validate().unwrap_err().to_string().contains("role"));
+        c.role = "voter".into();
+        c.servers = vec![server(1), server(2)];
+        assert!(c.validate().unwrap_err().to_string().contains("server_id"));
+    }
+
+    #[test]
     fn cluster_config_with_own_id_and_peer_tls_is_valid() {
         // Goal: a voters list that contains server_id, with peer TLS files,
-        // passes; without them, or with an observer (not supported yet), the
-        // error names the key to fix.
+        // passes; without them the error names the key to fix; a server
+        // marked observer runs as one.
         let mut config = Config {
             server_id: 3,
             servers: vec![server(1), server(2), server(3)],
@@ -879,9 +984,17 @@ mod tests {
             "{e}"
         );
         config.peer_tls_dir = Some("certs".into());
+        // Marked observer in servers (zoo.cfg style): an observer fed by the
+        // voters listed there.
         config.servers[2].observer = true;
-        let e = config.check_cluster().unwrap_err().to_string();
-        assert!(e.contains("observers"), "{e}");
+        assert!(config.is_observer() && config.check_cluster().is_ok());
+        assert_eq!(
+            config.upstream_list(),
+            vec![
+                (String::new(), "localhost:2888".to_string()),
+                (String::new(), "localhost:2888".to_string())
+            ]
+        );
         config.servers[2].observer = false;
         config.peer_tick_ms = 0;
         assert!(config

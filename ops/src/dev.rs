@@ -1,6 +1,7 @@
-//! `corral dev --voters N`: a local ensemble as separate `corral serve`
-//! processes on loopback, with a generated dev CA. Prints the connect string,
-//! and stops every process it started (by PID) on Ctrl-C.
+//! `corral dev --voters N [--observers M]`: a local ensemble as separate
+//! `corral serve` processes on loopback, with a generated dev CA. Observers
+//! get the ids after the voters and are fed by the voters. Prints the
+//! connect strings, and stops every process it started (by PID) on Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
@@ -11,6 +12,9 @@ pub struct DevArgs {
     /// Number of voters (1-9).
     #[arg(long, default_value_t = 3)]
     voters: u64,
+    /// Number of observers (0-9), fed by the voters.
+    #[arg(long, default_value_t = 0)]
+    observers: u64,
     /// Working directory: certificates, configs, data and logs.
     #[arg(long, default_value = "corral-dev")]
     dir: PathBuf,
@@ -50,6 +54,46 @@ pub fn node_config(args_dir: &Path, n: u64, id: u64, client_port: u16, peer_port
     ));
     s.push_str(&format!("peer_tls_dir = {:?}\n", args_dir.join("certs")));
     s.push_str("four_letter_words = \"*\"\n");
+    push_servers(&mut s, n, client_port, peer_port);
+    s
+}
+
+/// The TOML config of observer `id` (> n) in a dev ensemble: fed by every
+/// voter, taking observers below it on its own peer port.
+pub fn observer_config(
+    args_dir: &Path,
+    n: u64,
+    id: u64,
+    client_port: u16,
+    peer_port: u16,
+) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "server_id = {id}
+"
+    ));
+    s.push_str("role = \"observer\"\n");
+    s.push_str("region = \"dev\"\n");
+    s.push_str(&format!(
+        "client_port = {}\n",
+        client_port + (id - 1) as u16
+    ));
+    s.push_str(&format!(
+        "feed_addr = \"127.0.0.1:{}\"\n",
+        peer_port + (id - 1) as u16
+    ));
+    s.push_str(&format!(
+        "data_dir = {:?}\n",
+        args_dir.join(format!("node{id}")).join("data")
+    ));
+    s.push_str(&format!("peer_tls_dir = {:?}\n", args_dir.join("certs")));
+    s.push_str("four_letter_words = \"*\"\n");
+    push_servers(&mut s, n, client_port, peer_port);
+    s
+}
+
+/// The voters' `[[servers]]` tables.
+fn push_servers(s: &mut String, n: u64, client_port: u16, peer_port: u16) {
     for i in 1..=n {
         s.push_str(&format!(
             "\n[[servers]]\nid = {i}\nhost = \"127.0.0.1\"\nquorum_port = {}\nelection_port = {}\nclient = \"127.0.0.1:{}\"\n",
@@ -58,7 +102,6 @@ pub fn node_config(args_dir: &Path, n: u64, id: u64, client_port: u16, peer_port
             client_port + (i - 1) as u16
         ));
     }
-    s
 }
 
 struct Procs(Vec<(u64, Child)>);
@@ -79,7 +122,7 @@ impl Drop for Procs {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            eprintln!("corral dev: stopped voter {id}");
+            eprintln!("corral dev: stopped server {id}");
         }
     }
 }
@@ -88,10 +131,14 @@ fn start(args: &DevArgs) -> Result<(), String> {
     if !(1..=9).contains(&args.voters) {
         return Err("--voters must be between 1 and 9".into());
     }
+    if args.observers > 9 {
+        return Err("--observers must be between 0 and 9".into());
+    }
     let n = args.voters;
+    let m = args.observers;
     let dir = std::path::absolute(&args.dir).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let ids: Vec<u64> = (1..=n).collect();
+    let ids: Vec<u64> = (1..=n + m).collect();
     corral_voter::certs::generate_dev_pki(
         &dir.join("certs"),
         &ids,
@@ -101,15 +148,16 @@ fn start(args: &DevArgs) -> Result<(), String> {
     .map_err(|e| format!("certificates: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut procs = Procs(Vec::new());
-    for id in 1..=n {
+    for id in 1..=n + m {
         let node_dir = dir.join(format!("node{id}"));
         std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
         let conf = node_dir.join("corral.toml");
-        std::fs::write(
-            &conf,
-            node_config(&dir, n, id, args.client_port, args.peer_port),
-        )
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
+        let text = if id <= n {
+            node_config(&dir, n, id, args.client_port, args.peer_port)
+        } else {
+            observer_config(&dir, n, id, args.client_port, args.peer_port)
+        };
+        std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
         let log = std::fs::File::create(node_dir.join("corral.log")).map_err(|e| e.to_string())?;
         let child = Command::new(&exe)
             .arg("serve")
@@ -118,16 +166,23 @@ fn start(args: &DevArgs) -> Result<(), String> {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("starting voter {id}: {e}"))?;
+            .map_err(|e| format!("starting server {id}: {e}"))?;
         procs.0.push((id, child));
     }
-    let connect: Vec<String> = (1..=n)
-        .map(|i| format!("127.0.0.1:{}", args.client_port + (i - 1) as u16))
-        .collect();
-    let connect = connect.join(",");
-    wait_serving(&mut procs, args.client_port, n)?;
-    println!("corral dev: {n} voters serving; logs in {}", dir.display());
-    println!("connect string: {connect}");
+    let connect = |ids: std::ops::RangeInclusive<u64>| -> String {
+        ids.map(|i| format!("127.0.0.1:{}", args.client_port + (i - 1) as u16))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    wait_serving(&mut procs, args.client_port, n + m)?;
+    println!(
+        "corral dev: {n} voters and {m} observers serving; logs in {}",
+        dir.display()
+    );
+    println!("connect string: {}", connect(1..=n));
+    if m > 0 {
+        println!("observers:      {}", connect(n + 1..=n + m));
+    }
     if args.check {
         return Ok(());
     }
@@ -144,7 +199,7 @@ fn start(args: &DevArgs) -> Result<(), String> {
                 _ = tick.tick() => {
                     for (id, c) in &mut procs.0 {
                         if let Ok(Some(status)) = c.try_wait() {
-                            eprintln!("corral dev: voter {id} exited ({status}); see node{id}/corral.log");
+                            eprintln!("corral dev: server {id} exited ({status}); see node{id}/corral.log");
                         }
                     }
                     procs.0.retain_mut(|(_, c)| matches!(c.try_wait(), Ok(None)));
@@ -155,7 +210,7 @@ fn start(args: &DevArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until every voter answers `srvr` with a leader or follower mode.
+/// Waits until every server answers `srvr` with a serving mode.
 fn wait_serving(procs: &mut Procs, client_port: u16, n: u64) -> Result<(), String> {
     let t0 = Instant::now();
     loop {
@@ -165,6 +220,7 @@ fn wait_serving(procs: &mut Procs, client_port: u16, n: u64) -> Result<(), Strin
             if let Ok(text) = crate::four_letter_word(addr, "srvr") {
                 if text.contains("Mode: leader")
                     || text.contains("Mode: follower")
+                    || text.contains("Mode: observer")
                     || text.contains("Mode: standalone")
                 {
                     ok += 1;
@@ -176,7 +232,7 @@ fn wait_serving(procs: &mut Procs, client_port: u16, n: u64) -> Result<(), Strin
         }
         for (id, c) in &mut procs.0 {
             if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("voter {id} exited ({status}); see its corral.log"));
+                return Err(format!("server {id} exited ({status}); see its corral.log"));
             }
         }
         if t0.elapsed() > Duration::from_secs(30) {

@@ -53,7 +53,15 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let started = if cfg.is_cluster() {
+        let started = if cfg.is_observer() {
+            match crate::cluster::observer_role(&cfg) {
+                Ok(role) => Node::start_role(opts, supers, tls, Box::new(role)).await,
+                Err(e) => {
+                    eprintln!("corral: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else if cfg.is_cluster() {
             match crate::cluster::voter_role(&cfg).await {
                 Ok(role) => Node::start_role(opts, supers, tls, Box::new(role)).await,
                 Err(e) => {

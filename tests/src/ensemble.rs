@@ -1,5 +1,6 @@
 //! `EnsembleProc`: N `corral serve` voters as real processes on loopback,
-//! talking QUIC with certificates made by `corral cert`.
+//! talking QUIC with certificates made by `corral cert`, and optionally M
+//! observers fed by them (directly or in chains).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
@@ -20,7 +21,24 @@ pub fn pick_free_udp_port() -> u16 {
 /// A running ensemble. Dropping it SIGKILLs every server we started.
 pub struct EnsembleProc {
     pub nodes: Vec<ServerProc>,
+    /// Observers (server ids `voters + 1 ..`).
+    pub observers: Vec<ServerProc>,
+    /// Each observer's feed address (where observers below it connect).
+    pub observer_feeds: Vec<String>,
+    /// Each voter's peer (QUIC) address.
+    pub voter_peers: Vec<String>,
     _certs: TempDir,
+}
+
+/// An observer's upstream in [`EnsembleBuilder::observer_upstreams`].
+#[derive(Clone, Debug)]
+pub enum Upstream {
+    /// Voter `i` (0-based).
+    Voter(usize),
+    /// Observer `j` (0-based).
+    Observer(usize),
+    /// Either, with a region label.
+    InRegion(String, Box<Upstream>),
 }
 
 /// Options shared by every voter of an ensemble.
@@ -28,6 +46,9 @@ pub struct EnsembleProc {
 pub struct EnsembleBuilder {
     voters: usize,
     keys: Vec<(String, String)>,
+    observers: usize,
+    observer_keys: Vec<(Option<usize>, String, String)>,
+    observer_upstreams: Vec<(usize, Vec<Upstream>)>,
 }
 
 impl EnsembleBuilder {
@@ -37,10 +58,30 @@ impl EnsembleBuilder {
         self
     }
 
+    /// Adds `m` observers (ids after the voters), fed by every voter unless
+    /// [`EnsembleBuilder::observer_upstreams`] says otherwise.
+    pub fn observers(mut self, m: usize) -> Self {
+        self.observers = m;
+        self
+    }
+
+    /// Sets a TOML key on observer `j`, or on every observer when `None`.
+    pub fn observer_set(mut self, j: Option<usize>, key: &str, value: &str) -> Self {
+        self.observer_keys.push((j, key.into(), value.into()));
+        self
+    }
+
+    /// Observer `j`'s upstreams, in order.
+    pub fn observer_upstreams(mut self, j: usize, ups: Vec<Upstream>) -> Self {
+        self.observer_upstreams.push((j, ups));
+        self
+    }
+
     pub fn start(self) -> Result<EnsembleProc> {
         let n = self.voters;
+        let m = self.observers;
         let certs = tempfile::Builder::new().prefix("corral-certs-").tempdir()?;
-        let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let ids: Vec<String> = (1..=n + m).map(|i| i.to_string()).collect();
         let st = Command::new(corral_bin()?)
             .args(["cert", "--dir"])
             .arg(certs.path())
@@ -79,8 +120,51 @@ impl EnsembleBuilder {
             }
             nodes.push(b.start()?);
         }
+        let voter_peers: Vec<String> = peer.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let feeds: Vec<String> = (0..m)
+            .map(|_| format!("127.0.0.1:{}", pick_free_udp_port()))
+            .collect();
+        let render = |u: &Upstream| -> String {
+            fn go(u: &Upstream, v: &[String], f: &[String]) -> String {
+                match u {
+                    Upstream::Voter(i) => v[*i].clone(),
+                    Upstream::Observer(j) => f[*j].clone(),
+                    Upstream::InRegion(r, inner) => format!("{r}={}", go(inner, v, f)),
+                }
+            }
+            format!("{:?}", go(u, &voter_peers, &feeds))
+        };
+        let mut observers = Vec::with_capacity(m);
+        for (j, feed) in feeds.iter().enumerate() {
+            let mut b = ServerBuilder::default()
+                .port(crate::pick_free_port())
+                .set("server_id", &(n + j + 1).to_string())
+                .set("role", "\"observer\"")
+                .set("servers", &servers)
+                .set("feed_addr", &format!("{feed:?}"))
+                .set("peer_tls_dir", &format!("{:?}", certs.path()))
+                .set("tick_time_ms", "200")
+                .set("min_session_timeout_ms", "1000")
+                .start_timeout(Duration::from_secs(30));
+            if let Some((_, ups)) = self.observer_upstreams.iter().rev().find(|(k, _)| *k == j) {
+                let list: Vec<String> = ups.iter().map(render).collect();
+                b = b.set("upstreams", &format!("[{}]", list.join(", ")));
+            }
+            for (k, v) in &self.keys {
+                b = b.set(k, v);
+            }
+            for (which, k, v) in &self.observer_keys {
+                if which.is_none_or(|w| w == j) {
+                    b = b.set(k, v);
+                }
+            }
+            observers.push(b.start()?);
+        }
         Ok(EnsembleProc {
             nodes,
+            observers,
+            observer_feeds: feeds,
+            voter_peers,
             _certs: certs,
         })
     }
@@ -91,6 +175,9 @@ impl EnsembleProc {
         EnsembleBuilder {
             voters,
             keys: Vec::new(),
+            observers: 0,
+            observer_keys: Vec::new(),
+            observer_upstreams: Vec::new(),
         }
     }
 
@@ -121,6 +208,54 @@ impl EnsembleProc {
         text.lines()
             .find_map(|l| l.strip_prefix("Mode: "))
             .map(|m| m.trim().to_string())
+    }
+
+    pub fn observer_addr(&self, j: usize) -> SocketAddr {
+        self.observers[j].addr()
+    }
+
+    /// `mntr` of observer `j` as key → value (`None` when it is down or not
+    /// serving).
+    pub fn observer_mntr(&self, j: usize) -> Option<std::collections::BTreeMap<String, String>> {
+        let text = four_letter_word(self.observers[j].addr(), "mntr").ok()?;
+        let rows: std::collections::BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (!rows.is_empty()).then_some(rows)
+    }
+
+    /// The server id of observer `j`'s current upstream, while it serves.
+    pub fn observer_upstream(&self, j: usize) -> Option<u64> {
+        let m = self.observer_mntr(j)?;
+        (m.get("zk_server_state").map(String::as_str) == Some("observer"))
+            .then(|| m.get("corral_observer_upstream")?.parse().ok())
+            .flatten()
+            .filter(|&id: &u64| id > 0)
+    }
+
+    /// Waits until every running observer serves.
+    pub fn wait_observers(&self, limit: Duration) -> Result<()> {
+        let t0 = Instant::now();
+        loop {
+            let ups: Vec<Option<u64>> = (0..self.observers.len())
+                .map(|j| self.observer_upstream(j))
+                .collect();
+            if ups.iter().all(Option::is_some) {
+                return Ok(());
+            }
+            if t0.elapsed() > limit {
+                let logs: Vec<String> = (0..self.observers.len())
+                    .map(|j| format!("--- observer {j} ---\n{}", self.observers[j].log_tail(20)))
+                    .collect();
+                bail!(
+                    "observers not serving within {limit:?}: {ups:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The index of the node that says it leads, if exactly one does.

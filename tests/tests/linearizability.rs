@@ -10,6 +10,10 @@
 // connection is recorded as "maybe happened". Meanwhile a nemesis injects a
 // fault every 1.5-3 s. The history is then checked with the WGL checker
 // (`corral_tests::linearizable`). CORRAL_LIN_SEED picks the schedule (printed).
+//
+// The second test runs the same clients against two observers only (one fed
+// by the voters, one chained below it), with observer faults added: sync +
+// read on an observer must be linearizable too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use corral_proto::request::{CreateRequest, PathWatch, SetDataRequest};
 use corral_proto::{Acl, OpCode, Request, Response};
-use corral_tests::ensemble::EnsembleProc;
+use corral_tests::ensemble::{EnsembleProc, Upstream};
 use corral_tests::linearizable::{
     check_registers, CheckOptions, KeyedRegHistory, Recorder, RegCall, RegRet, RegState,
 };
@@ -213,10 +217,30 @@ fn signal(pid: Option<u32>, sig: i32) {
 /// Injects one fault every 1.5-3 s until `deadline`; returns what it did.
 fn nemesis(e: &mut EnsembleProc, rng: &mut ChaCha8Rng, deadline: Instant) -> Vec<String> {
     let mut log = Vec::new();
+    let kinds = if e.observers.is_empty() { 3 } else { 6 };
     while Instant::now() + Duration::from_secs(3) < deadline {
         std::thread::sleep(Duration::from_millis(rng.gen_range(1500..3000)));
         let leader = e.leader();
-        match rng.gen_range(0..3) {
+        match rng.gen_range(0..kinds) {
+            3 => {
+                let j = rng.gen_range(0..e.observers.len());
+                signal(e.observers[j].pid(), libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(rng.gen_range(300..2000)));
+                signal(e.observers[j].pid(), libc::SIGCONT);
+                log.push(format!("SIGSTOP/SIGCONT observer {j}"));
+            }
+            4 => {
+                let j = rng.gen_range(0..e.observers.len());
+                e.observers[j].kill9();
+                std::thread::sleep(Duration::from_millis(rng.gen_range(200..1500)));
+                let _ = e.observers[j].start_again();
+                log.push(format!("kill -9 observer {j} and restart"));
+            }
+            5 => {
+                let j = rng.gen_range(0..e.observers.len());
+                let _ = e.observers[j].restart();
+                log.push(format!("restart observer {j}"));
+            }
             0 => {
                 if let Some(l) = leader {
                     e.nodes[l].kill9();
@@ -244,6 +268,16 @@ fn nemesis(e: &mut EnsembleProc, rng: &mut ChaCha8Rng, deadline: Instant) -> Vec
 
 #[test]
 fn registers_stay_linearizable_and_sequential_creates_exactly_once_under_faults() -> Result<()> {
+    run(0)
+}
+
+#[test]
+fn sync_and_read_through_observers_stays_linearizable_under_faults() -> Result<()> {
+    run(2)
+}
+
+/// One run: clients on the voters (`observers == 0`) or on the observers only.
+fn run(observers: usize) -> Result<()> {
     let secs: u64 = std::env::var("CORRAL_LIN_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -260,8 +294,18 @@ fn registers_stay_linearizable_and_sequential_creates_exactly_once_under_faults(
     eprintln!(
         "linearizability: seed {seed} (CORRAL_LIN_SEED={seed} replays the schedule), {secs} s"
     );
-    let mut e = EnsembleProc::start(3)?;
-    let addrs: Vec<SocketAddr> = (0..3).map(|i| e.addr(i)).collect();
+    let mut b = EnsembleProc::builder(3).observers(observers);
+    if observers >= 2 {
+        b = b.observer_upstreams(1, vec![Upstream::Observer(0), Upstream::Voter(0)]);
+    }
+    let mut e = b.start()?;
+    e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    let addrs: Vec<SocketAddr> = if observers == 0 {
+        (0..3).map(|i| e.addr(i)).collect()
+    } else {
+        (0..observers).map(|j| e.observer_addr(j)).collect()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -303,6 +347,7 @@ fn registers_stay_linearizable_and_sequential_creates_exactly_once_under_faults(
         }
     });
     e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
     eprintln!("faults: {faults:?}");
     eprintln!(
         "ops: {} ({} maybe-happened writes)",

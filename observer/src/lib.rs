@@ -1,0 +1,257 @@
+//! `corral-observer`: non-voting replicas that serve reads near clients.
+//!
+//! An observer is fed the committed txn sequence over QUIC by an upstream:
+//! a voter (the leader or a follower) or another observer, so observers can
+//! form trees within a region and the leader feeds only the first level.
+//! The feed protocol and the upstream side live in [`corral_voter::feed`];
+//! this crate is the downstream side.
+//!
+//! # What an observer does
+//!
+//! - **Syncs** by sending its last applied zxid; the upstream answers with a
+//!   DIFF from its log window or a SNAP of its newest snapshot, then streams
+//!   every txn it applies. Only committed txns ever arrive, so an observer
+//!   never holds data from an unknown future. Each txn is checked to follow
+//!   the one before it (same epoch: the next counter); a gap drops the feed
+//!   and the observer resyncs.
+//! - **Serves reads** from its own tree, with watches firing as txns apply.
+//! - **Forwards** writes, session creation, closes, touches and revalidation
+//!   *up its chain of upstreams* to the leader (each hop relays; the answer
+//!   comes back down the same way). The reply to a client's write goes out
+//!   when the observer applies that txn from its feed, so a client reads its
+//!   own writes. The chain rather than a direct link to the leader: an
+//!   observer then needs to reach only its upstream (one connection, the
+//!   one it already has, often the only route out of a region), the leader
+//!   holds no per-observer connection at all, and writes, which observers do
+//!   not make faster anyway, pay one hop per level.
+//! - **`sync`** asks the leader (through the chain) for its commit point as
+//!   of the call, and answers once the observer has applied it.
+//! - **Relays** its feed to observers below it.
+//! - **Keeps a txn log and snapshots** like a standalone node (everything in
+//!   them is committed), so a restart resumes by DIFF from where it was.
+//!
+//! # Losing the upstream
+//!
+//! While its upstream is unreachable, or reports that it is not serving
+//! itself (no quorum, an election), the observer does not serve sessions:
+//! it closes client connections, as a ZooKeeper observer does when it loses
+//! its leader, and serves read-only clients with local sessions when
+//! read-only mode is on. An upstream that stays unreachable, or not serving
+//! for [`ObserverOptions::upstream_grace_ms`], is dropped for the next one
+//! in preference order (same region first).
+
+mod driver;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use corral_server::commit::{Replicator, WriteRequest};
+use corral_server::node::{NodeError, NodeRole, RoleStart};
+use corral_server::state::{ServerOptions, Shared};
+use corral_store::{DataTree, TxnLog};
+use corral_voter::certs::PeerTls;
+use corral_voter::feed::link::{FeedEndpoint, FeedSink, FeedTiming};
+use corral_voter::feed::FeedEvent;
+use tokio::sync::oneshot;
+
+/// Bound of the observer's input queue.
+pub const QUEUE_LEN: usize = 10_000;
+
+/// One configured upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Its region label ("" when not given).
+    pub region: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ObserverOptions {
+    /// This observer's server id (its certificate must name it).
+    pub id: u64,
+    pub region: String,
+    /// Where to get the feed, in configured order; see
+    /// [`ObserverOptions::preference`].
+    pub upstreams: Vec<Upstream>,
+    /// Where observers below this one connect (UDP); `None` relays to no one.
+    pub listen: Option<SocketAddr>,
+    /// The voters' ids (refused as downstreams, and shown in `mntr`).
+    pub voters: Vec<u64>,
+    /// Housekeeping tick: touches, heartbeats, lag.
+    pub tick_ms: u64,
+    /// How long an upstream may report "not serving" before the observer
+    /// moves to the next one.
+    pub upstream_grace_ms: u64,
+    pub timing: FeedTiming,
+}
+
+impl ObserverOptions {
+    pub fn new(id: u64, upstreams: Vec<Upstream>) -> ObserverOptions {
+        ObserverOptions {
+            id,
+            region: String::new(),
+            upstreams,
+            listen: None,
+            voters: Vec::new(),
+            tick_ms: 100,
+            upstream_grace_ms: 2_000,
+            timing: FeedTiming::default(),
+        }
+    }
+
+    /// Upstreams in the order they are tried: those in this observer's
+    /// region first, then the rest, each group in configured order.
+    pub fn preference(&self) -> Vec<Upstream> {
+        let (mut same, other): (Vec<_>, Vec<_>) = self
+            .upstreams
+            .iter()
+            .cloned()
+            .partition(|u| u.region == self.region);
+        same.extend(other);
+        same
+    }
+}
+
+/// What reaches the observer thread.
+pub(crate) enum Input {
+    Write(WriteRequest),
+    Sync(oneshot::Sender<bool>),
+    Revalidate {
+        session_id: i64,
+        timeout_ms: i32,
+        reply: oneshot::Sender<bool>,
+    },
+    Up(upstream::UpEvent),
+    /// Feeds of observers below this one.
+    Feed(FeedEvent),
+    FeedSnapSent {
+        sub: u64,
+        zxid: i64,
+        ok: bool,
+    },
+    SnapshotDone {
+        zxid: i64,
+        path: std::path::PathBuf,
+    },
+}
+
+/// The observer's replicator: a bounded queue into its thread.
+pub struct Observer {
+    tx: SyncSender<Input>,
+}
+
+impl FeedSink for Observer {
+    fn deliver(&self, ev: FeedEvent) -> Result<(), FeedEvent> {
+        match self.tx.try_send(Input::Feed(ev)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Input::Feed(ev))) => Err(ev),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Replicator for Observer {
+    fn submit(&self, w: WriteRequest) -> Result<(), Box<WriteRequest>> {
+        self.tx.try_send(Input::Write(w)).map_err(|e| match e {
+            TrySendError::Full(Input::Write(w)) | TrySendError::Disconnected(Input::Write(w)) => {
+                Box::new(w)
+            }
+            _ => unreachable!("only writes are sent here"),
+        })
+    }
+
+    fn sync(&self) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.try_send(Input::Sync(tx));
+        rx
+    }
+
+    fn revalidate(
+        &self,
+        _shared: &Shared,
+        session_id: i64,
+        timeout_ms: i32,
+    ) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.try_send(Input::Revalidate {
+            session_id,
+            timeout_ms,
+            reply: tx,
+        });
+        rx
+    }
+}
+
+/// The observer role for [`corral_server::Node::start_role`].
+pub struct ObserverRole {
+    opts: ObserverOptions,
+    tls: PeerTls,
+}
+
+impl ObserverRole {
+    pub fn new(opts: ObserverOptions, tls: PeerTls) -> ObserverRole {
+        ObserverRole { opts, tls }
+    }
+}
+
+impl NodeRole for ObserverRole {
+    /// Everything an observer logged was committed: recover like a
+    /// standalone node (newest snapshot, then the whole log after it).
+    fn recover(&mut self, opts: &ServerOptions, log: &dyn TxnLog) -> Result<DataTree, NodeError> {
+        let tree = corral_store::recover(&opts.data_dir.join("snapshots"), log)?;
+        tracing::info!(
+            zxid = format_args!("{:#x}", tree.last_zxid()),
+            "observer state recovered; resuming the feed from here"
+        );
+        Ok(tree)
+    }
+
+    fn start(self: Box<Self>, shared: Arc<Shared>, log: Box<dyn TxnLog>) -> RoleStart {
+        let ObserverRole { opts, tls } = *self;
+        Box::pin(async move {
+            if opts.upstreams.is_empty() {
+                return Err(NodeError::Role(
+                    "an observer needs at least one upstream".into(),
+                ));
+            }
+            match tls.id() {
+                Ok(id) if id == opts.id => {}
+                Ok(id) => {
+                    return Err(NodeError::Role(format!(
+                        "this observer is server {} but its certificate names server {id}",
+                        opts.id
+                    )))
+                }
+                Err(e) => return Err(NodeError::Role(format!("observer certificate: {e}"))),
+            }
+            let (tx, rx): (SyncSender<Input>, Receiver<Input>) =
+                std::sync::mpsc::sync_channel(QUEUE_LEN);
+            let observer = Arc::new(Observer { tx: tx.clone() });
+            let listen = opts.listen.unwrap_or_else(|| {
+                let v6 = opts.upstreams.iter().all(|u| u.addr.is_ipv6());
+                if v6 {
+                    "[::]:0".parse().expect("literal")
+                } else {
+                    "0.0.0.0:0".parse().expect("literal")
+                }
+            });
+            let accept = opts
+                .listen
+                .map(|_| (opts.voters.clone(), observer.clone() as Arc<dyn FeedSink>));
+            let endpoint =
+                FeedEndpoint::bind(listen, &tls, opts.timing, accept).map_err(NodeError::Role)?;
+            if let Some(a) = opts.listen {
+                tracing::info!(addr = %a, "observer accepting feeds of observers below it (QUIC)");
+            }
+            let window = driver::recovered_window(&shared, log.as_ref())
+                .map_err(|e| NodeError::Role(format!("reading the txn log: {e}")))?;
+            upstream::spawn(endpoint, opts.preference(), tx.clone());
+            driver::spawn(opts, shared, log, window, rx, tx)
+                .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
+            let repl: Arc<dyn Replicator> = observer;
+            Ok(repl)
+        })
+    }
+}
