@@ -1,7 +1,7 @@
 //! The observer thread: applies its feed, serves clients' writes by
 //! forwarding them up, relays to observers below it. See the crate docs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,14 +9,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_server::apply::{apply_batch, Committed, Completion, ReplyShape};
-use corral_server::commit::{shape_of, WriteOp, WriteRequest};
+use corral_server::apply::apply_batch;
+use corral_server::commit::WriteRequest;
 use corral_server::state::{ModeInfo, ObserverInfo, Shared};
 use corral_store::snapshot::{load_snapshot, snapshot_file_name};
 use corral_store::{LogEntry, StoreError, TxnLog};
 use corral_voter::feed::downstream::{Downstream, Step};
 use corral_voter::feed::{FeedEvent, FeedOut, FeedSource, Hub, SnapshotJob};
 use corral_voter::node::envelope::{self, Envelope, FeedStatus, ForwardOp};
+use corral_voter::node::waits::{self, ClientInput, Rpc, Rpcs, Waiters};
 use tokio::sync::oneshot;
 
 use crate::upstream::UpEvent;
@@ -73,20 +74,6 @@ pub(crate) fn spawn(
         .map(|_| ())
 }
 
-struct Waiter {
-    completion: Completion,
-    since: Instant,
-}
-
-enum Rpc {
-    Sync(oneshot::Sender<bool>),
-    Revalidate {
-        session_id: i64,
-        timeout_ms: i32,
-        reply: oneshot::Sender<bool>,
-    },
-}
-
 /// The current upstream connection.
 struct Up {
     conn: u64,
@@ -117,10 +104,9 @@ struct Driver {
     feed: Downstream,
     serving: bool,
     snap_in: Option<SnapIn>,
-    waiters: HashMap<(i64, i32), VecDeque<Waiter>>,
-    rpcs: HashMap<u64, (Instant, Rpc)>,
-    next_rpc: u64,
-    syncs: Vec<(i64, oneshot::Sender<bool>)>,
+    waiters: Waiters,
+    /// RPCs to the leader, and syncs waiting for its commit point.
+    rpcs: Rpcs,
     window: Window,
     hub: Hub,
     applied_since_snapshot: u64,
@@ -197,10 +183,8 @@ impl Driver {
             feed: Downstream::new(id, shared.last_zxid()),
             serving: false,
             snap_in: None,
-            waiters: HashMap::new(),
-            rpcs: HashMap::new(),
-            next_rpc: 1,
-            syncs: Vec::new(),
+            waiters: Waiters::default(),
+            rpcs: Rpcs::default(),
             window,
             hub: Hub::new(),
             applied_since_snapshot: 0,
@@ -243,13 +227,13 @@ impl Driver {
 
     fn input(&mut self, i: Input) {
         match i {
-            Input::Write(w) => self.write(w),
-            Input::Sync(reply) => self.sync(reply),
-            Input::Revalidate {
+            Input::Client(ClientInput::Write(w)) => self.write(w),
+            Input::Client(ClientInput::Sync(reply)) => self.sync(reply),
+            Input::Client(ClientInput::Revalidate {
                 session_id,
                 timeout_ms,
                 reply,
-            } => self.revalidate(session_id, timeout_ms, reply),
+            }) => self.revalidate(session_id, timeout_ms, reply),
             Input::Up(ev) => self.up_event(ev),
             Input::Feed(ev) => self.feed_event(ev),
             Input::FeedSnapSent { sub, zxid, ok } => {
@@ -372,35 +356,12 @@ impl Driver {
     fn answer(&mut self, env: Envelope) {
         match env {
             Envelope::ForwardFailed { session_id, cxid } => {
-                self.take_waiter(session_id, cxid);
+                self.waiters.take(session_id, cxid);
             }
             Envelope::RevalidateReply { req, live } => {
-                if let Some((
-                    _,
-                    Rpc::Revalidate {
-                        session_id,
-                        timeout_ms,
-                        reply,
-                    },
-                )) = self.rpcs.remove(&req)
-                {
-                    if live {
-                        if let Ok(mut t) = self.shared.tracker.lock() {
-                            t.add(session_id, timeout_ms.max(0) as u32, self.shared.now_ms());
-                        }
-                    }
-                    let _ = reply.send(live);
-                }
+                self.rpcs.revalidated(&self.shared, req, live)
             }
-            Envelope::SyncReply { req, zxid } => {
-                if let Some((_, Rpc::Sync(reply))) = self.rpcs.remove(&req) {
-                    if self.shared.last_zxid() >= zxid {
-                        let _ = reply.send(true);
-                    } else {
-                        self.syncs.push((zxid, reply));
-                    }
-                }
-            }
+            Envelope::SyncReply { req, zxid } => self.rpcs.synced(&self.shared, req, zxid),
             other => tracing::warn!(?other, "unexpected relayed answer; ignoring"),
         }
     }
@@ -411,7 +372,7 @@ impl Driver {
     fn apply(&mut self, fresh: Vec<LogEntry>) {
         let mut batch = Vec::with_capacity(fresh.len());
         for e in &fresh {
-            let w = self.take_waiter(e.hdr.session_id, e.hdr.cxid);
+            let w = self.waiters.take(e.hdr.session_id, e.hdr.cxid);
             batch.push((e.clone(), w));
         }
         if batch.is_empty() {
@@ -429,14 +390,7 @@ impl Driver {
         apply_batch(&self.shared, batch);
         self.hub.publish(&fresh);
         self.window.entries.extend(fresh);
-        let now = self.shared.last_zxid();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs)
-            .into_iter()
-            .partition(|(z, _)| *z <= now);
-        self.syncs = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(true);
-        }
+        self.rpcs.applied(self.shared.last_zxid());
         self.maybe_snapshot();
     }
 
@@ -559,9 +513,6 @@ impl Driver {
             self.shared.close_all_connections();
             self.waiters.clear();
             self.rpcs.clear();
-            for (_, reply) in self.syncs.drain(..) {
-                let _ = reply.send(false);
-            }
         }
         self.update_mode();
     }
@@ -582,18 +533,9 @@ impl Driver {
         if !self.serving {
             return;
         }
-        let (op, shape) = match w.op {
-            WriteOp::Client(req) => {
-                let shape = shape_of(&req);
-                (ForwardOp::Client(req), shape)
-            }
-            WriteOp::CreateSession { timeout_ms, passwd } => (
-                ForwardOp::CreateSession { timeout_ms, passwd },
-                ReplyShape::Session,
-            ),
-        };
+        let (op, shape) = ForwardOp::from_write(w.op);
         if let Some(reply) = w.reply {
-            self.add_waiter(w.session_id, w.xid, shape, reply);
+            self.waiters.add_reply(w.session_id, w.xid, shape, reply);
         }
         let env = Envelope::Forward {
             session_id: w.session_id,
@@ -602,40 +544,8 @@ impl Driver {
             op,
         };
         if !self.send_up(env) {
-            self.take_waiter(w.session_id, w.xid);
+            self.waiters.take(w.session_id, w.xid);
         }
-    }
-
-    fn add_waiter(
-        &mut self,
-        session_id: i64,
-        xid: i32,
-        shape: ReplyShape,
-        reply: oneshot::Sender<Committed>,
-    ) {
-        self.waiters
-            .entry((session_id, xid))
-            .or_default()
-            .push_back(Waiter {
-                completion: Completion { xid, shape, reply },
-                since: Instant::now(),
-            });
-    }
-
-    fn take_waiter(&mut self, session_id: i64, cxid: i32) -> Option<Completion> {
-        let q = self.waiters.get_mut(&(session_id, cxid))?;
-        let w = q.pop_front();
-        if q.is_empty() {
-            self.waiters.remove(&(session_id, cxid));
-        }
-        w.map(|w| w.completion)
-    }
-
-    fn rpc(&mut self, r: Rpc) -> u64 {
-        let id = self.next_rpc;
-        self.next_rpc += 1;
-        self.rpcs.insert(id, (Instant::now(), r));
-        id
     }
 
     fn sync(&mut self, reply: oneshot::Sender<bool>) {
@@ -643,9 +553,9 @@ impl Driver {
             let _ = reply.send(false);
             return;
         }
-        let req = self.rpc(Rpc::Sync(reply));
+        let req = self.rpcs.start(Rpc::Sync(reply));
         if !self.send_up(Envelope::Sync { req }) {
-            self.rpcs.remove(&req);
+            self.rpcs.fail(req);
         }
     }
 
@@ -654,7 +564,7 @@ impl Driver {
             // Unknown: dropping the reply closes the connection.
             return;
         }
-        let req = self.rpc(Rpc::Revalidate {
+        let req = self.rpcs.start(Rpc::Revalidate {
             session_id,
             timeout_ms,
             reply,
@@ -665,7 +575,7 @@ impl Driver {
             timeout_ms,
         };
         if !self.send_up(env) {
-            self.rpcs.remove(&req);
+            self.rpcs.fail(req);
         }
     }
 
@@ -750,17 +660,10 @@ impl Driver {
     fn spawn_feed_snapshot(&mut self, job: SnapshotJob) {
         let tx = self.self_tx.clone();
         let (sub, zxid) = (job.sub, job.zxid);
-        let spawned = std::thread::Builder::new()
-            .name("corral-feed-snap".into())
-            .spawn(move || {
-                let ok = corral_voter::feed::stream_snapshot(&job);
-                let _ = tx.send(Input::FeedSnapSent {
-                    sub: job.sub,
-                    zxid: job.zxid,
-                    ok,
-                });
-            });
-        if spawned.is_err() {
+        let started = waits::spawn_feed_snapshot(job, move |sub, zxid, ok| {
+            let _ = tx.send(Input::FeedSnapSent { sub, zxid, ok });
+        });
+        if !started {
             self.with_feed(|hub, src| hub.snapshot_sent(sub, zxid, false, src));
         }
     }
@@ -774,26 +677,15 @@ impl Driver {
             return;
         }
         self.applied_since_snapshot = 0;
-        self.snapshot_running.store(true, Ordering::Release);
-        let shared = self.shared.clone();
-        let running = self.snapshot_running.clone();
         let tx = self.self_tx.clone();
-        let dir = self.snapshots.clone();
-        let spawned = std::thread::Builder::new()
-            .name("corral-snapshot".into())
-            .spawn(move || {
-                match corral_store::write_fuzzy_snapshot(&shared.tree, &dir) {
-                    Ok((zxid, path)) => {
-                        tracing::info!(zxid = format_args!("0x{zxid:x}"), file = %path.display(), "snapshot written");
-                        let _ = tx.send(Input::SnapshotDone { zxid, path });
-                    }
-                    Err(e) => tracing::error!(error = %e, "snapshot failed"),
-                }
-                running.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            self.snapshot_running.store(false, Ordering::Release);
-        }
+        waits::spawn_snapshot(
+            &self.shared,
+            self.snapshots.clone(),
+            &self.snapshot_running,
+            move |zxid, path| {
+                let _ = tx.send(Input::SnapshotDone { zxid, path });
+            },
+        );
     }
 
     fn snapshot_done(&mut self, zxid: i64, path: PathBuf) {
@@ -869,12 +761,10 @@ impl Driver {
     fn expire_waits(&mut self) {
         let limit =
             Duration::from_millis(u64::from(self.shared.opts.max_session_timeout_ms).max(10_000));
-        self.waiters.retain(|_, q| {
-            q.retain(|w| w.since.elapsed() < limit);
-            !q.is_empty()
-        });
-        let rpc_limit = Duration::from_millis(self.opts.upstream_grace_ms.max(2_000) * 2);
-        self.rpcs.retain(|_, (at, _)| at.elapsed() < rpc_limit);
+        self.waiters.expire(limit);
+        self.rpcs.expire(Duration::from_millis(
+            self.opts.upstream_grace_ms.max(2_000) * 2,
+        ));
     }
 
     fn update_mode(&self) {

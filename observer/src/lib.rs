@@ -47,14 +47,14 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use corral_server::commit::{Replicator, WriteRequest};
+use corral_server::commit::Replicator;
 use corral_server::node::{NodeError, NodeRole, RoleStart};
 use corral_server::state::{ServerOptions, Shared};
 use corral_store::{DataTree, TxnLog};
 use corral_voter::certs::PeerTls;
 use corral_voter::feed::link::{FeedEndpoint, FeedSink, FeedTiming};
 use corral_voter::feed::FeedEvent;
-use tokio::sync::oneshot;
+use corral_voter::node::waits::{ClientInput, ClientQueue};
 
 /// Bound of the observer's input queue.
 pub const QUEUE_LEN: usize = 10_000;
@@ -116,13 +116,8 @@ impl ObserverOptions {
 
 /// What reaches the observer thread.
 pub(crate) enum Input {
-    Write(WriteRequest),
-    Sync(oneshot::Sender<bool>),
-    Revalidate {
-        session_id: i64,
-        timeout_ms: i32,
-        reply: oneshot::Sender<bool>,
-    },
+    /// A client's write, `sync` or session revalidation.
+    Client(ClientInput),
     Up(upstream::UpEvent),
     /// Feeds of observers below this one.
     Feed(FeedEvent),
@@ -137,50 +132,25 @@ pub(crate) enum Input {
     },
 }
 
-/// The observer's replicator: a bounded queue into its thread.
-pub struct Observer {
+fn client_input(i: Input) -> Option<ClientInput> {
+    match i {
+        Input::Client(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Feeds of observers below this one, into the observer thread's queue.
+struct Below {
     tx: SyncSender<Input>,
 }
 
-impl FeedSink for Observer {
+impl FeedSink for Below {
     fn deliver(&self, ev: FeedEvent) -> Result<(), FeedEvent> {
         match self.tx.try_send(Input::Feed(ev)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Input::Feed(ev))) => Err(ev),
             Err(_) => Ok(()),
         }
-    }
-}
-
-impl Replicator for Observer {
-    fn submit(&self, w: WriteRequest) -> Result<(), Box<WriteRequest>> {
-        self.tx.try_send(Input::Write(w)).map_err(|e| match e {
-            TrySendError::Full(Input::Write(w)) | TrySendError::Disconnected(Input::Write(w)) => {
-                Box::new(w)
-            }
-            _ => unreachable!("only writes are sent here"),
-        })
-    }
-
-    fn sync(&self) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.try_send(Input::Sync(tx));
-        rx
-    }
-
-    fn revalidate(
-        &self,
-        _shared: &Shared,
-        session_id: i64,
-        timeout_ms: i32,
-    ) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.try_send(Input::Revalidate {
-            session_id,
-            timeout_ms,
-            reply: tx,
-        });
-        rx
     }
 }
 
@@ -228,7 +198,7 @@ impl NodeRole for ObserverRole {
             }
             let (tx, rx): (SyncSender<Input>, Receiver<Input>) =
                 std::sync::mpsc::sync_channel(QUEUE_LEN);
-            let observer = Arc::new(Observer { tx: tx.clone() });
+            let below: Arc<dyn FeedSink> = Arc::new(Below { tx: tx.clone() });
             let listen = opts.listen.unwrap_or_else(|| {
                 let v6 = opts.upstreams.iter().all(|u| u.addr.is_ipv6());
                 if v6 {
@@ -237,9 +207,7 @@ impl NodeRole for ObserverRole {
                     "0.0.0.0:0".parse().expect("literal")
                 }
             });
-            let accept = opts
-                .listen
-                .map(|_| (opts.voters.clone(), observer.clone() as Arc<dyn FeedSink>));
+            let accept = opts.listen.map(|_| (opts.voters.clone(), below));
             let endpoint =
                 FeedEndpoint::bind(listen, &tls, opts.timing, accept).map_err(NodeError::Role)?;
             if let Some(a) = opts.listen {
@@ -248,9 +216,10 @@ impl NodeRole for ObserverRole {
             let window = driver::recovered_window(&shared, log.as_ref())
                 .map_err(|e| NodeError::Role(format!("reading the txn log: {e}")))?;
             upstream::spawn(endpoint, opts.preference(), tx.clone());
-            driver::spawn(opts, shared, log, window, rx, tx)
+            driver::spawn(opts, shared, log, window, rx, tx.clone())
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
-            let repl: Arc<dyn Replicator> = observer;
+            let repl: Arc<dyn Replicator> =
+                Arc::new(ClientQueue::new(tx, Input::Client, client_input));
             Ok(repl)
         })
     }

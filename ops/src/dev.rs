@@ -42,18 +42,7 @@ pub fn run(args: DevArgs) -> ExitCode {
 
 /// The TOML config of voter `id` in a dev ensemble.
 pub fn node_config(args_dir: &Path, n: u64, id: u64, client_port: u16, peer_port: u16) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("server_id = {id}\n"));
-    s.push_str(&format!(
-        "client_port = {}\n",
-        client_port + (id - 1) as u16
-    ));
-    s.push_str(&format!(
-        "data_dir = {:?}\n",
-        args_dir.join(format!("node{id}")).join("data")
-    ));
-    s.push_str(&format!("peer_tls_dir = {:?}\n", args_dir.join("certs")));
-    s.push_str("four_letter_words = \"*\"\n");
+    let mut s = common_config(args_dir, id, client_port);
     push_servers(&mut s, n, client_port, peer_port);
     s
 }
@@ -67,20 +56,24 @@ pub fn observer_config(
     client_port: u16,
     peer_port: u16,
 ) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "server_id = {id}
-"
-    ));
+    let mut s = common_config(args_dir, id, client_port);
     s.push_str("role = \"observer\"\n");
     s.push_str("region = \"dev\"\n");
     s.push_str(&format!(
-        "client_port = {}\n",
-        client_port + (id - 1) as u16
-    ));
-    s.push_str(&format!(
         "feed_addr = \"127.0.0.1:{}\"\n",
         peer_port + (id - 1) as u16
+    ));
+    push_servers(&mut s, n, client_port, peer_port);
+    s
+}
+
+/// What every dev node's config starts with.
+fn common_config(args_dir: &Path, id: u64, client_port: u16) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("server_id = {id}\n"));
+    s.push_str(&format!(
+        "client_port = {}\n",
+        client_port + (id - 1) as u16
     ));
     s.push_str(&format!(
         "data_dir = {:?}\n",
@@ -88,7 +81,6 @@ pub fn observer_config(
     ));
     s.push_str(&format!("peer_tls_dir = {:?}\n", args_dir.join("certs")));
     s.push_str("four_letter_words = \"*\"\n");
-    push_servers(&mut s, n, client_port, peer_port);
     s
 }
 

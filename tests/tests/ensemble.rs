@@ -5,49 +5,10 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use corral_proto::request::{CreateRequest, PathWatch};
-use corral_proto::{Acl, OpCode, Request, Response};
+use corral_proto::{Request, Response};
 use corral_tests::ensemble::EnsembleProc;
+use corral_tests::req::{create, get, read_after_sync, rt};
 use corral_tests::{ConnectOptions, RawClient};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn create(path: &str, data: &[u8], flags: i32) -> Request {
-    Request::Create(
-        OpCode::Create,
-        CreateRequest {
-            path: path.into(),
-            data: Some(data.to_vec()),
-            acl: Acl::open_unsafe(),
-            flags,
-            ttl: -1,
-        },
-    )
-}
-
-fn get(path: &str) -> Request {
-    Request::GetData(PathWatch {
-        path: path.into(),
-        watch: false,
-    })
-}
-
-async fn read_after_sync(c: &RawClient, path: &str) -> Result<Option<Vec<u8>>> {
-    let (h, _) = c.request(Request::Sync("/".into())).await?;
-    ensure!(h.err == 0, "sync failed: {}", h.err);
-    let (h, body) = c.request(get(path)).await?;
-    match (h.err, body) {
-        (0, Response::Data(d, _)) => Ok(d),
-        (-101, _) => Ok(None),
-        (e, b) => anyhow::bail!("getData {path}: err {e} {b:?}"),
-    }
-}
 
 #[test]
 fn three_voters_replicate_fail_over_and_catch_up() -> Result<()> {
@@ -144,7 +105,7 @@ fn a_session_survives_moving_to_another_voter_and_its_old_server_is_refused() ->
         };
         let moved = RawClient::connect_opts(e.addr(2), opts).await?;
         ensure!(moved.session_id() == first.session_id(), "session resumed");
-        let (h, body) = moved.request(get("/eph")).await?;
+        let (h, body) = moved.request(get("/eph", false)).await?;
         ensure!(h.err == 0, "ephemeral visible after the move: {}", h.err);
         if let Response::Data(_, stat) = body {
             ensure!(stat.ephemeral_owner == first.session_id(), "owner kept");
@@ -218,7 +179,7 @@ fn a_voter_without_quorum_serves_read_only_clients_when_enabled() -> Result<()> 
             ro.connect_response().read_only,
             "readOnly flag in the ConnectResponse"
         );
-        let (h, body) = ro.request(get("/ro")).await?;
+        let (h, body) = ro.request(get("/ro", false)).await?;
         ensure!(h.err == 0, "read in read-only mode: {}", h.err);
         ensure!(
             matches!(body, Response::Data(Some(ref d), _) if d == b"kept"),

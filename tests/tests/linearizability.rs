@@ -28,6 +28,7 @@ use corral_tests::ensemble::{EnsembleProc, Upstream};
 use corral_tests::linearizable::{
     check_registers, CheckOptions, KeyedRegHistory, Recorder, RegCall, RegRet, RegState,
 };
+use corral_tests::req::create;
 use corral_tests::{ConnectOptions, RawClient, RawError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -313,11 +314,11 @@ fn run(observers: usize) -> Result<()> {
     rt.block_on(async {
         let c = RawClient::connect(addrs[0], 4000).await?;
         for p in ["/lin", "/lin/seq"] {
-            let (h, _) = c.request(create(p, b"")).await?;
+            let (h, _) = c.request(create(p, b"", 0)).await?;
             ensure!(h.err == 0, "create {p}: {}", h.err);
         }
         for k in 0..REGISTERS {
-            let (h, _) = c.request(create(&reg(k), b"0")).await?;
+            let (h, _) = c.request(create(&reg(k), b"0", 0)).await?;
             ensure!(h.err == 0, "create {}: {}", reg(k), h.err);
         }
         Ok(())
@@ -431,17 +432,4 @@ fn run(observers: usize) -> Result<()> {
         sh.acked_seq.lock().unwrap().len()
     );
     Ok(())
-}
-
-fn create(path: &str, data: &[u8]) -> Request {
-    Request::Create(
-        OpCode::Create,
-        CreateRequest {
-            path: path.into(),
-            data: Some(data.to_vec()),
-            acl: Acl::open_unsafe(),
-            flags: 0,
-            ttl: -1,
-        },
-    )
 }

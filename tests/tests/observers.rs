@@ -7,52 +7,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use corral_proto::request::{CreateRequest, PathWatch};
-use corral_proto::{Acl, OpCode, Request, Response};
+use corral_proto::request::PathWatch;
+use corral_proto::{Request, Response};
 use corral_tests::ensemble::{EnsembleProc, Upstream};
+use corral_tests::req::{create, get, read_after_sync, rt};
 use corral_tests::RawClient;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 const EPHEMERAL: i32 = 1;
 const SEQUENTIAL: i32 = 2;
-
-fn create(path: &str, data: &[u8], flags: i32) -> Request {
-    Request::Create(
-        OpCode::Create,
-        CreateRequest {
-            path: path.into(),
-            data: Some(data.to_vec()),
-            acl: Acl::open_unsafe(),
-            flags,
-            ttl: -1,
-        },
-    )
-}
-
-fn get(path: &str, watch: bool) -> Request {
-    Request::GetData(PathWatch {
-        path: path.into(),
-        watch,
-    })
-}
-
-async fn read_after_sync(c: &RawClient, path: &str) -> Result<Option<Vec<u8>>> {
-    let (h, _) = c.request(Request::Sync("/".into())).await?;
-    ensure!(h.err == 0, "sync failed: {}", h.err);
-    let (h, body) = c.request(get(path, false)).await?;
-    match (h.err, body) {
-        (0, Response::Data(d, _)) => Ok(d),
-        (-101, _) => Ok(None),
-        (e, b) => bail!("getData {path}: err {e} {b:?}"),
-    }
-}
 
 async fn children(c: &RawClient, path: &str) -> Result<Vec<String>> {
     let (h, _) = c.request(Request::Sync("/".into())).await?;

@@ -73,7 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{Connection, ConnectionError, Endpoint, IdleTimeout, RecvStream, TransportConfig};
+use quinn::{Connection, ConnectionError, Endpoint, RecvStream};
 use rand::Rng;
 use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
@@ -103,7 +103,7 @@ pub const MAX_PENDING_HANDSHAKES: usize = 64;
 /// handshake reaches it at the next retransmit, so a lower value reconnects
 /// sooner. Too low costs only a spurious retransmit on a far link; real
 /// samples replace it after one round trip.
-const INITIAL_RTT: Duration = Duration::from_millis(100);
+pub(crate) const INITIAL_RTT: Duration = Duration::from_millis(100);
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// ALPN of the peer protocol; a change of stream or frame layout bumps it.
@@ -661,16 +661,11 @@ fn quic_configs(cfg: &NetConfig) -> Result<(quinn::ServerConfig, quinn::ClientCo
     let client =
         QuicClientConfig::try_from(client).map_err(|e| tls_err("QUIC client config", &e))?;
 
-    let mut transport = TransportConfig::default();
-    transport
-        .keep_alive_interval(Some(cfg.keep_alive))
-        .initial_rtt(INITIAL_RTT)
-        .max_idle_timeout(Some(IdleTimeout::try_from(cfg.idle_timeout).map_err(
-            |e| NetError::Config(format!("idle_timeout {:?}: {e}", cfg.idle_timeout)),
-        )?))
-        .max_concurrent_bidi_streams(0u32.into())
-        .max_concurrent_uni_streams((Channel::ALL.len() as u32).into());
-    let transport = Arc::new(transport);
+    let transport = crate::feed::link::transport(crate::feed::link::FeedTiming {
+        keep_alive: cfg.keep_alive,
+        idle_timeout: cfg.idle_timeout,
+    })
+    .map_err(|e| NetError::Config(format!("idle_timeout {:?}: {e}", cfg.idle_timeout)))?;
 
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server));
     server_config.transport_config(transport.clone());
@@ -703,7 +698,7 @@ fn endpoint_config(tls: &PeerTls) -> quinn::EndpointConfig {
 }
 
 /// The server id in a connection's verified client or server certificate.
-fn identity_of(conn: &Connection) -> Result<u64, String> {
+pub(crate) fn identity_of(conn: &Connection) -> Result<u64, String> {
     let any = conn
         .peer_identity()
         .ok_or_else(|| "no peer certificate".to_string())?;

@@ -215,7 +215,7 @@ impl FeedEndpoint {
                                 return;
                             }
                         };
-                        match identity(&conn) {
+                        match crate::net::identity_of(&conn) {
                             Ok(peer) if peer != id && !refuse.contains(&peer) => {
                                 serve_downstream(conn, peer, sink)
                             }
@@ -259,7 +259,7 @@ impl FeedEndpoint {
             Ok(Err(e)) => return Err(format!("{addr}: {e}")),
             Err(_) => return Err(format!("{addr}: no answer within {timeout:?}")),
         };
-        let id = identity(&conn).map_err(|e| format!("{addr}: {e}"))?;
+        let id = crate::net::identity_of(&conn).map_err(|e| format!("{addr}: {e}"))?;
         if id == self.id {
             conn.close(CLOSE_PROTOCOL.into(), b"dialed self");
             return Err(format!("{addr} is this node itself"));
@@ -272,20 +272,6 @@ impl FeedEndpoint {
     }
 }
 
-/// The id in a connection's verified peer certificate.
-pub fn identity(conn: &Connection) -> Result<u64, String> {
-    let any = conn
-        .peer_identity()
-        .ok_or_else(|| "no peer certificate".to_string())?;
-    let chain = any
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .map_err(|_| "peer identity is not a certificate chain".to_string())?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| "empty certificate chain".to_string())?;
-    peer_id_of(leaf).map_err(|e| e.to_string())
-}
-
 /// The ALPN a connection agreed on.
 pub fn alpn_of(conn: &Connection) -> Option<Vec<u8>> {
     conn.handshake_data()?
@@ -294,15 +280,18 @@ pub fn alpn_of(conn: &Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
+/// The QUIC transport settings of peer and feed connections: keep-alives,
+/// the idle timeout, a low first RTT guess (peers are usually close), and
+/// at most three unidirectional streams.
 pub(crate) fn transport(timing: FeedTiming) -> Result<Arc<TransportConfig>, String> {
     let mut t = TransportConfig::default();
     t.keep_alive_interval(Some(timing.keep_alive))
-        .initial_rtt(Duration::from_millis(100))
+        .initial_rtt(crate::net::INITIAL_RTT)
         .max_idle_timeout(Some(
             IdleTimeout::try_from(timing.idle_timeout).map_err(|e| e.to_string())?,
         ))
         .max_concurrent_bidi_streams(0u32.into())
-        .max_concurrent_uni_streams(3u32.into());
+        .max_concurrent_uni_streams((crate::net::Channel::ALL.len() as u32).into());
     Ok(Arc::new(t))
 }
 

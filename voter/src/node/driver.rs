@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::disk::{self, Dirs};
 use super::envelope::{self, Envelope, FeedStatus, ForwardOp};
+use super::waits::{self, ClientInput, Rpc, Rpcs, Waiters};
 use super::{Input, PeerLink, VoterOptions};
 use crate::core::{
     Core, Message, Output, Recovered, Request as CoreRequest, Role, ServerId, SubmitError,
@@ -56,11 +57,6 @@ pub(crate) fn spawn(
         .map(|_| ())
 }
 
-struct Waiter {
-    completion: Completion,
-    since: Instant,
-}
-
 /// Who a write came from, and so how a refusal is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
@@ -97,15 +93,6 @@ struct Backlogged {
 /// Writes waiting on the leader for in-flight proposals to commit.
 const BACKLOG_LEN: usize = 20_000;
 
-enum Rpc {
-    Sync(oneshot::Sender<bool>),
-    Revalidate {
-        session_id: i64,
-        timeout_ms: i32,
-        reply: oneshot::Sender<bool>,
-    },
-}
-
 struct Driver {
     id: u64,
     opts: VoterOptions,
@@ -123,11 +110,9 @@ struct Driver {
     backlog: VecDeque<Backlogged>,
     /// Core messages of the current round, per peer and channel.
     outbox: std::collections::BTreeMap<(u64, Channel), Vec<Vec<u8>>>,
-    waiters: HashMap<(i64, i32), VecDeque<Waiter>>,
-    rpcs: HashMap<u64, (Instant, Rpc)>,
-    next_rpc: u64,
-    /// `sync`s waiting for this node to apply a leader's commit point.
-    syncs: Vec<(i64, oneshot::Sender<bool>)>,
+    waiters: Waiters,
+    /// RPCs to the leader, and syncs waiting for its commit point.
+    rpcs: Rpcs,
     /// Leader: which server each session's client is connected to.
     owners: HashMap<i64, u64>,
     last_tick: Instant,
@@ -202,10 +187,8 @@ impl Driver {
             prep_opts,
             backlog: VecDeque::new(),
             outbox: std::collections::BTreeMap::new(),
-            waiters: HashMap::new(),
-            rpcs: HashMap::new(),
-            next_rpc: 1,
-            syncs: Vec::new(),
+            waiters: Waiters::default(),
+            rpcs: Rpcs::default(),
             owners: HashMap::new(),
             last_tick: Instant::now(),
             last_reap: Instant::now(),
@@ -259,13 +242,13 @@ impl Driver {
     fn input(&mut self, i: Input) {
         match i {
             Input::Peer { from, frame } => self.peer(from, frame),
-            Input::Write(w) => self.write(w),
-            Input::Sync(reply) => self.sync(reply),
-            Input::Revalidate {
+            Input::Client(ClientInput::Write(w)) => self.write(w),
+            Input::Client(ClientInput::Sync(reply)) => self.sync(reply),
+            Input::Client(ClientInput::Revalidate {
                 session_id,
                 timeout_ms,
                 reply,
-            } => self.revalidate(session_id, timeout_ms, reply),
+            }) => self.revalidate(session_id, timeout_ms, reply),
             Input::SnapshotDone { zxid, path } => self.snapshot_done(zxid, path),
             Input::PeerDown(peer) => {
                 let now = self.now();
@@ -337,22 +320,13 @@ impl Driver {
         }
     }
 
-    /// Streams a feed's snapshot from a thread of its own (a file read and
-    /// a wait on the feed's queue), then reports back.
     fn spawn_feed_snapshot(&mut self, job: SnapshotJob) {
         let tx = self.self_tx.clone();
         let (sub, zxid) = (job.sub, job.zxid);
-        let spawned = std::thread::Builder::new()
-            .name("corral-feed-snap".into())
-            .spawn(move || {
-                let ok = crate::feed::stream_snapshot(&job);
-                let _ = tx.send(Input::FeedSnapSent {
-                    sub: job.sub,
-                    zxid: job.zxid,
-                    ok,
-                });
-            });
-        if spawned.is_err() {
+        let started = waits::spawn_feed_snapshot(job, move |sub, zxid, ok| {
+            let _ = tx.send(Input::FeedSnapSent { sub, zxid, ok });
+        });
+        if !started {
             self.with_feed(|hub, src| hub.snapshot_sent(sub, zxid, false, src));
         }
     }
@@ -425,12 +399,7 @@ impl Driver {
                 principals,
                 op,
             } => {
-                let op = match op {
-                    ForwardOp::Client(req) => WriteOp::Client(req),
-                    ForwardOp::CreateSession { timeout_ms, passwd } => {
-                        WriteOp::CreateSession { timeout_ms, passwd }
-                    }
-                };
+                let op = op.into_write();
                 self.lead_write(origin, session_id, cxid, Arc::new(principals), op, None);
             }
             Envelope::Touch { sessions } => self.touched(id, sessions),
@@ -514,12 +483,7 @@ impl Driver {
                 principals,
                 op,
             } => {
-                let op = match op {
-                    ForwardOp::Client(req) => WriteOp::Client(req),
-                    ForwardOp::CreateSession { timeout_ms, passwd } => {
-                        WriteOp::CreateSession { timeout_ms, passwd }
-                    }
-                };
+                let op = op.into_write();
                 self.lead_write(
                     Origin::Peer(from),
                     session_id,
@@ -531,7 +495,7 @@ impl Driver {
             }
             Envelope::ForwardFailed { session_id, cxid } => {
                 // Dropping the completion closes the client's connection.
-                self.take_waiter(session_id, cxid);
+                self.waiters.take(session_id, cxid);
             }
             Envelope::Touch { sessions } => self.touched(from, sessions),
             Envelope::Revalidate {
@@ -551,22 +515,7 @@ impl Driver {
                 }
             }
             Envelope::RevalidateReply { req, live } => {
-                if let Some((
-                    _,
-                    Rpc::Revalidate {
-                        session_id,
-                        timeout_ms,
-                        reply,
-                    },
-                )) = self.rpcs.remove(&req)
-                {
-                    if live {
-                        if let Ok(mut t) = self.shared.tracker.lock() {
-                            t.add(session_id, timeout_ms.max(0) as u32, self.shared.now_ms());
-                        }
-                    }
-                    let _ = reply.send(live);
-                }
+                self.rpcs.revalidated(&self.shared, req, live);
             }
             Envelope::Sync { req } => {
                 if self.leading() {
@@ -582,15 +531,7 @@ impl Driver {
             | Envelope::FeedStatus(_) => {
                 tracing::warn!(peer = from, "feed message on the peer protocol; ignoring");
             }
-            Envelope::SyncReply { req, zxid } => {
-                if let Some((_, Rpc::Sync(reply))) = self.rpcs.remove(&req) {
-                    if self.shared.last_zxid() >= zxid {
-                        let _ = reply.send(true);
-                    } else {
-                        self.syncs.push((zxid, reply));
-                    }
-                }
-            }
+            Envelope::SyncReply { req, zxid } => self.rpcs.synced(&self.shared, req, zxid),
         }
     }
 
@@ -645,20 +586,10 @@ impl Driver {
             );
             return;
         }
-        let op = match w.op {
-            WriteOp::Client(req) => {
-                if let Some(reply) = w.reply {
-                    self.add_waiter(w.session_id, w.xid, shape_of(&req), reply);
-                }
-                ForwardOp::Client(req)
-            }
-            WriteOp::CreateSession { timeout_ms, passwd } => {
-                if let Some(reply) = w.reply {
-                    self.add_waiter(w.session_id, w.xid, ReplyShape::Session, reply);
-                }
-                ForwardOp::CreateSession { timeout_ms, passwd }
-            }
-        };
+        let (op, shape) = ForwardOp::from_write(w.op);
+        if let Some(reply) = w.reply {
+            self.waiters.add_reply(w.session_id, w.xid, shape, reply);
+        }
         let env = Envelope::Forward {
             session_id: w.session_id,
             cxid: w.xid,
@@ -666,33 +597,8 @@ impl Driver {
             op,
         };
         if !self.send_env(leader, Channel::Forward, &env) {
-            self.take_waiter(w.session_id, w.xid);
+            self.waiters.take(w.session_id, w.xid);
         }
-    }
-
-    fn add_waiter(
-        &mut self,
-        session_id: i64,
-        xid: i32,
-        shape: ReplyShape,
-        reply: oneshot::Sender<Committed>,
-    ) {
-        self.waiters
-            .entry((session_id, xid))
-            .or_default()
-            .push_back(Waiter {
-                completion: Completion { xid, shape, reply },
-                since: Instant::now(),
-            });
-    }
-
-    fn take_waiter(&mut self, session_id: i64, cxid: i32) -> Option<Completion> {
-        let q = self.waiters.get_mut(&(session_id, cxid))?;
-        let w = q.pop_front();
-        if q.is_empty() {
-            self.waiters.remove(&(session_id, cxid));
-        }
-        w.map(|w| w.completion)
     }
 
     /// The leader preps and proposes a write from `origin` (itself or a
@@ -805,13 +711,7 @@ impl Driver {
                     self.owners.insert(session_id, origin.server(self.id));
                 }
                 if let Some(c) = waiter {
-                    self.waiters
-                        .entry((session_id, cxid))
-                        .or_default()
-                        .push_back(Waiter {
-                            completion: c,
-                            since: Instant::now(),
-                        });
+                    self.waiters.add(session_id, c);
                 }
             }
             Err(e) => {
@@ -900,9 +800,9 @@ impl Driver {
                 let _ = reply.send(true);
             }
             Some(l) => {
-                let req = self.rpc(Rpc::Sync(reply));
+                let req = self.rpcs.start(Rpc::Sync(reply));
                 if !self.send_env(l, Channel::Forward, &Envelope::Sync { req }) {
-                    self.fail_rpc(req);
+                    self.rpcs.fail(req);
                 }
             }
         }
@@ -918,7 +818,7 @@ impl Driver {
                 let _ = reply.send(live);
             }
             Some(l) => {
-                let req = self.rpc(Rpc::Revalidate {
+                let req = self.rpcs.start(Rpc::Revalidate {
                     session_id,
                     timeout_ms,
                     reply,
@@ -929,7 +829,7 @@ impl Driver {
                     timeout_ms,
                 };
                 if !self.send_env(l, Channel::Forward, &env) {
-                    self.fail_rpc(req);
+                    self.rpcs.fail(req);
                 }
             }
         }
@@ -974,20 +874,6 @@ impl Driver {
             }
             self.owners.entry(s).or_insert(from);
         }
-    }
-
-    fn rpc(&mut self, r: Rpc) -> u64 {
-        let id = self.next_rpc;
-        self.next_rpc += 1;
-        self.rpcs.insert(id, (Instant::now(), r));
-        id
-    }
-
-    /// Gives up on an RPC to the leader: the reply is dropped, which the
-    /// connection reads as "unknown" and closes (a revalidation must not be
-    /// answered "expired" just because the leader did not answer).
-    fn fail_rpc(&mut self, id: u64) {
-        self.rpcs.remove(&id);
     }
 
     fn snapshot_done(&mut self, zxid: i64, path: std::path::PathBuf) {
@@ -1096,28 +982,10 @@ impl Driver {
     fn expire_waits(&mut self) {
         let limit =
             Duration::from_millis(u64::from(self.shared.opts.max_session_timeout_ms).max(10_000));
-        let before = self.waiters.len();
-        self.waiters.retain(|_, q| {
-            q.retain(|w| w.since.elapsed() < limit);
-            !q.is_empty()
-        });
-        if self.waiters.len() < before {
-            tracing::warn!(
-                dropped = before - self.waiters.len(),
-                "dropping writes with no answer from the leader"
-            );
-        }
+        self.waiters.expire(limit);
         let rpc_limit =
             Duration::from_millis((self.opts.tick_ms * self.opts.sync_limit_ticks * 4).max(2_000));
-        let overdue: Vec<u64> = self
-            .rpcs
-            .iter()
-            .filter(|(_, (at, _))| at.elapsed() >= rpc_limit)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in overdue {
-            self.fail_rpc(id);
-        }
+        self.rpcs.expire(rpc_limit);
     }
 
     fn update_mode(&mut self) {
@@ -1276,7 +1144,7 @@ impl Driver {
             if leading {
                 self.on_leader_commit(&e);
             }
-            let w = self.take_waiter(e.hdr.session_id, e.hdr.cxid);
+            let w = self.waiters.take(e.hdr.session_id, e.hdr.cxid);
             batch.push((e, w));
         }
         self.applied_since_snapshot += batch.len() as u64;
@@ -1293,14 +1161,7 @@ impl Driver {
             self.pending.applied_through(last);
             self.drain_backlog();
         }
-        let applied = self.shared.last_zxid();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs)
-            .into_iter()
-            .partition(|(z, _)| *z <= applied);
-        self.syncs = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(true);
-        }
+        self.rpcs.applied(self.shared.last_zxid());
         self.maybe_snapshot();
     }
 
@@ -1405,13 +1266,7 @@ impl Driver {
         self.shared.serving.store(false, Ordering::Release);
         self.shared.close_all_connections();
         self.waiters.clear();
-        let ids: Vec<u64> = self.rpcs.keys().copied().collect();
-        for id in ids {
-            self.fail_rpc(id);
-        }
-        for (_, reply) in self.syncs.drain(..) {
-            let _ = reply.send(false);
-        }
+        self.rpcs.clear();
         self.pending.clear();
         self.backlog.clear();
         self.owners.clear();
@@ -1425,25 +1280,14 @@ impl Driver {
             return;
         }
         self.applied_since_snapshot = 0;
-        self.snapshot_running.store(true, Ordering::Release);
-        let shared = self.shared.clone();
-        let running = self.snapshot_running.clone();
         let tx = self.self_tx.clone();
-        let dir = self.dirs.snapshots.clone();
-        let spawned = std::thread::Builder::new()
-            .name("corral-snapshot".into())
-            .spawn(move || {
-                match corral_store::write_fuzzy_snapshot(&shared.tree, &dir) {
-                    Ok((zxid, path)) => {
-                        tracing::info!(zxid = format_args!("0x{zxid:x}"), file = %path.display(), "snapshot written");
-                        let _ = tx.try_send(Input::SnapshotDone { zxid, path });
-                    }
-                    Err(e) => tracing::error!(error = %e, "snapshot failed"),
-                }
-                running.store(false, Ordering::Release);
-            });
-        if spawned.is_err() {
-            self.snapshot_running.store(false, Ordering::Release);
-        }
+        waits::spawn_snapshot(
+            &self.shared,
+            self.dirs.snapshots.clone(),
+            &self.snapshot_running,
+            move |zxid, path| {
+                let _ = tx.try_send(Input::SnapshotDone { zxid, path });
+            },
+        );
     }
 }

@@ -8,6 +8,8 @@
 //! Decoding never panics: a bad frame is an error and the caller drops it.
 
 use corral_proto::{DecodeError, Id, Reader, Record, Request, Writer};
+use corral_server::apply::ReplyShape;
+use corral_server::commit::{shape_of, WriteOp};
 use corral_store::LogEntry;
 
 use crate::core::Message;
@@ -35,6 +37,33 @@ const TAG_FEED_STATUS: u8 = 15;
 pub enum ForwardOp {
     Client(Request),
     CreateSession { timeout_ms: i32, passwd: Vec<u8> },
+}
+
+impl ForwardOp {
+    /// A client's write as it is forwarded, and the reply shape its client
+    /// waits for.
+    pub fn from_write(op: WriteOp) -> (ForwardOp, ReplyShape) {
+        match op {
+            WriteOp::Client(req) => {
+                let shape = shape_of(&req);
+                (ForwardOp::Client(req), shape)
+            }
+            WriteOp::CreateSession { timeout_ms, passwd } => (
+                ForwardOp::CreateSession { timeout_ms, passwd },
+                ReplyShape::Session,
+            ),
+        }
+    }
+
+    /// The write the leader preps for it.
+    pub fn into_write(self) -> WriteOp {
+        match self {
+            ForwardOp::Client(req) => WriteOp::Client(req),
+            ForwardOp::CreateSession { timeout_ms, passwd } => {
+                WriteOp::CreateSession { timeout_ms, passwd }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -37,22 +37,23 @@
 
 pub mod disk;
 pub mod envelope;
+pub mod waits;
 
 mod driver;
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use corral_server::commit::{Replicator, WriteRequest};
+use corral_server::commit::Replicator;
 use corral_server::node::{NodeError, NodeRole, RoleStart};
 use corral_server::state::{ServerOptions, Shared};
 use corral_store::{DataTree, TxnLog};
-use tokio::sync::oneshot;
 
 use crate::core::{Config, Recovered, ServerId};
 use crate::net::Channel;
 
 pub use driver::QUEUE_LEN;
+use waits::{ClientInput, ClientQueue};
 
 /// Where the driver sends frames: the QUIC transport, or an in-memory
 /// network in tests. Sending never blocks; `false` means the frame was
@@ -122,13 +123,8 @@ pub(crate) enum Input {
         from: u64,
         frame: Vec<u8>,
     },
-    Write(WriteRequest),
-    Sync(oneshot::Sender<bool>),
-    Revalidate {
-        session_id: i64,
-        timeout_ms: i32,
-        reply: oneshot::Sender<bool>,
-    },
+    /// A client's write, `sync` or session revalidation.
+    Client(ClientInput),
     SnapshotDone {
         zxid: i64,
         path: std::path::PathBuf,
@@ -144,7 +140,16 @@ pub(crate) enum Input {
     },
 }
 
-/// The voter's replicator: a bounded queue into the driver thread.
+fn client_input(i: Input) -> Option<ClientInput> {
+    match i {
+        Input::Client(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// The voter's inbound side: peer frames, liveness hints and observer feeds
+/// into the driver thread's bounded queue. Clients reach the driver through
+/// a [`ClientQueue`] on the same queue.
 pub struct Ensemble {
     tx: SyncSender<Input>,
 }
@@ -177,39 +182,6 @@ impl crate::feed::link::FeedSink for Ensemble {
             // The driver is gone: nothing will take the event.
             Err(_) => Ok(()),
         }
-    }
-}
-
-impl Replicator for Ensemble {
-    fn submit(&self, w: WriteRequest) -> Result<(), Box<WriteRequest>> {
-        self.tx.try_send(Input::Write(w)).map_err(|e| match e {
-            TrySendError::Full(Input::Write(w)) | TrySendError::Disconnected(Input::Write(w)) => {
-                Box::new(w)
-            }
-            _ => unreachable!("only writes are sent here"),
-        })
-    }
-
-    fn sync(&self) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        // A full queue drops the sender: the client reconnects.
-        let _ = self.tx.try_send(Input::Sync(tx));
-        rx
-    }
-
-    fn revalidate(
-        &self,
-        _shared: &Shared,
-        session_id: i64,
-        timeout_ms: i32,
-    ) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.try_send(Input::Revalidate {
-            session_id,
-            timeout_ms,
-            reply: tx,
-        });
-        rx
     }
 }
 
@@ -262,10 +234,11 @@ impl NodeRole for VoterRole {
             let (tx, rx): (SyncSender<Input>, Receiver<Input>) =
                 std::sync::mpsc::sync_channel(QUEUE_LEN);
             let ensemble = Arc::new(Ensemble { tx: tx.clone() });
-            let link = link(ensemble.clone());
+            let link = link(ensemble);
+            let repl: Arc<dyn Replicator> =
+                Arc::new(ClientQueue::new(tx.clone(), Input::Client, client_input));
             driver::spawn(opts, recovered, shared, log, link, rx, tx)
                 .map_err(|e| NodeError::Role(format!("starting the voter thread: {e}")))?;
-            let repl: Arc<dyn Replicator> = ensemble;
             Ok(repl)
         })
     }
