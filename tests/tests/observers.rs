@@ -331,3 +331,57 @@ fn observers_follow_a_new_leader_with_nothing_lost_or_doubled() -> Result<()> {
     })?;
     assert_converged(&e, Duration::from_secs(15))
 }
+#[test]
+fn corral_dev_starts_voters_and_observers_that_serve() -> Result<()> {
+    // Goal: `corral dev --voters 3 --observers 2 --check` starts five
+    // processes, waits until the voters serve under a leader and the
+    // observers serve, prints both connect strings and stops them all.
+    let dir = tempfile::tempdir()?;
+    // Five consecutive client ports and five peer ports, all free now.
+    let free = |base: u16| {
+        (0..5).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", base + 1000 + i)).is_ok()
+        })
+    };
+    let seed = std::process::id() as u16 % 400;
+    let base = (0..40)
+        .map(|k| 40_000 + (seed + k * 17) % 400 * 10)
+        .find(|&b| free(b))
+        .context("no free port range")?;
+    let out = std::process::Command::new(corral_tests::corral_bin()?)
+        .args([
+            "dev",
+            "--voters",
+            "3",
+            "--observers",
+            "2",
+            "--check",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .args(["--client-port", &base.to_string()])
+        .args(["--peer-port", &(base + 1000).to_string()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "corral dev failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains("3 voters and 2 observers serving"),
+        "{stdout}"
+    );
+    ensure!(
+        stdout.contains(&format!(
+            "observers:      127.0.0.1:{},127.0.0.1:{}",
+            base + 3,
+            base + 4
+        )),
+        "{stdout}"
+    );
+    let conf = std::fs::read_to_string(dir.path().join("node4/corral.toml"))?;
+    ensure!(conf.contains("role = \"observer\""), "{conf}");
+    Ok(())
+}
