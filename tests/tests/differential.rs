@@ -96,7 +96,9 @@ async fn a_client_that_has_seen_a_newer_zxid_is_refused_as_by_zookeeper() {
             "{name}: a client at the server's zxid connects"
         );
         assert!(
-            RawClient::connect_opts(addr, at(now + (1 << 32))).await.is_err(),
+            RawClient::connect_opts(addr, at(now + (1 << 32)))
+                .await
+                .is_err(),
             "{name}: a client from the future is refused"
         );
     }
