@@ -755,6 +755,12 @@ impl Driver {
         let st = self.feed_status();
         self.hub
             .status(st, Duration::from_millis(self.opts.tick_ms));
+        let feeds = self.hub.stats();
+        let stats = &self.shared.stats;
+        stats.feed_bytes_sent.store(feeds.bytes, Ordering::Relaxed);
+        stats
+            .feed_frames_sent
+            .store(feeds.frames, Ordering::Relaxed);
         self.update_mode();
     }
 

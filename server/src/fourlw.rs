@@ -236,6 +236,14 @@ fn mntr(shared: &Shared) -> String {
     rows.push(("corral_digest", format!("{digest:016x}")));
     if mode.mode != "standalone" {
         rows.push(("corral_observer_feeds", mode.feeds.to_string()));
+        for (k, v) in [
+            ("corral_peer_bytes_sent", &s.peer_bytes_sent),
+            ("corral_peer_bytes_received", &s.peer_bytes_received),
+            ("corral_feed_bytes_sent", &s.feed_bytes_sent),
+            ("corral_feed_frames_sent", &s.feed_frames_sent),
+        ] {
+            rows.push((k, v.load(Ordering::Relaxed).to_string()));
+        }
     }
     if let Some(ob) = &mode.observer {
         rows.push(("corral_observer_region", ob.region.clone()));

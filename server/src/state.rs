@@ -149,6 +149,13 @@ pub struct Stats {
     pub txns_committed: AtomicU64,
     pub connections_refused: AtomicU64,
     pub malformed_frames: AtomicU64,
+    /// Bytes this node sent to and received from its voting peers (the
+    /// ZAB protocol and forwarded requests), as of the last tick.
+    pub peer_bytes_sent: AtomicU64,
+    pub peer_bytes_received: AtomicU64,
+    /// Bytes and frames sent down observer feeds, as of the last tick.
+    pub feed_bytes_sent: AtomicU64,
+    pub feed_frames_sent: AtomicU64,
 }
 
 impl Stats {

@@ -27,7 +27,12 @@ pub struct EnsembleProc {
     pub observer_feeds: Vec<String>,
     /// Each voter's peer (QUIC) address.
     pub voter_peers: Vec<String>,
-    _certs: TempDir,
+    /// Per-node keys every server got (for observers added later).
+    keys: Vec<(String, String)>,
+    servers: String,
+    /// Server ids with certificates and no process yet.
+    spare_ids: std::ops::Range<usize>,
+    certs: TempDir,
 }
 
 /// An observer's upstream in [`EnsembleBuilder::observer_upstreams`].
@@ -49,6 +54,7 @@ pub struct EnsembleBuilder {
     observers: usize,
     observer_keys: Vec<(Option<usize>, String, String)>,
     observer_upstreams: Vec<(usize, Vec<Upstream>)>,
+    spare: usize,
 }
 
 impl EnsembleBuilder {
@@ -71,6 +77,13 @@ impl EnsembleBuilder {
         self
     }
 
+    /// Makes certificates for `k` more observers, for
+    /// [`EnsembleProc::add_observer`].
+    pub fn spare_observers(mut self, k: usize) -> Self {
+        self.spare = k;
+        self
+    }
+
     /// Observer `j`'s upstreams, in order.
     pub fn observer_upstreams(mut self, j: usize, ups: Vec<Upstream>) -> Self {
         self.observer_upstreams.push((j, ups));
@@ -81,7 +94,7 @@ impl EnsembleBuilder {
         let n = self.voters;
         let m = self.observers;
         let certs = tempfile::Builder::new().prefix("corral-certs-").tempdir()?;
-        let ids: Vec<String> = (1..=n + m).map(|i| i.to_string()).collect();
+        let ids: Vec<String> = (1..=n + m + self.spare).map(|i| i.to_string()).collect();
         let st = Command::new(corral_bin()?)
             .args(["cert", "--dir"])
             .arg(certs.path())
@@ -165,7 +178,10 @@ impl EnsembleBuilder {
             observers,
             observer_feeds: feeds,
             voter_peers,
-            _certs: certs,
+            keys: self.keys,
+            servers,
+            spare_ids: n + m + 1..n + m + self.spare + 1,
+            certs,
         })
     }
 }
@@ -178,6 +194,7 @@ impl EnsembleProc {
             observers: 0,
             observer_keys: Vec::new(),
             observer_upstreams: Vec::new(),
+            spare: 0,
         }
     }
 
@@ -208,6 +225,34 @@ impl EnsembleProc {
         text.lines()
             .find_map(|l| l.strip_prefix("Mode: "))
             .map(|m| m.trim().to_string())
+    }
+
+    /// Starts one more observer (a spare id, see
+    /// [`EnsembleBuilder::spare_observers`]) fed by `upstreams` (peer or
+    /// feed addresses); returns its index in `observers`.
+    pub fn add_observer(&mut self, upstreams: &[String]) -> Result<usize> {
+        let Some(id) = self.spare_ids.next() else {
+            bail!("no spare observer certificates left");
+        };
+        let feed = format!("127.0.0.1:{}", pick_free_udp_port());
+        let ups: Vec<String> = upstreams.iter().map(|u| format!("{u:?}")).collect();
+        let mut b = ServerBuilder::default()
+            .port(crate::pick_free_port())
+            .set("server_id", &id.to_string())
+            .set("role", "\"observer\"")
+            .set("servers", &self.servers)
+            .set("upstreams", &format!("[{}]", ups.join(", ")))
+            .set("feed_addr", &format!("{feed:?}"))
+            .set("peer_tls_dir", &format!("{:?}", self.certs.path()))
+            .set("tick_time_ms", "200")
+            .set("min_session_timeout_ms", "1000")
+            .start_timeout(Duration::from_secs(30));
+        for (k, v) in &self.keys {
+            b = b.set(k, v);
+        }
+        self.observers.push(b.start()?);
+        self.observer_feeds.push(feed);
+        Ok(self.observers.len() - 1)
     }
 
     pub fn observer_addr(&self, j: usize) -> SocketAddr {

@@ -163,54 +163,15 @@ fn a_voter_without_quorum_serves_read_only_clients_when_enabled() -> Result<()> 
         std::thread::sleep(Duration::from_millis(50));
     }
     ensure!(corral_tests::four_letter_word(e.addr(0), "isro")?.trim() == "ro");
-    let ro = rt.block_on(async {
-        let rw = RawClient::connect(e.addr(0), 4000).await;
-        ensure!(
-            rw.is_err(),
-            "a read-write client must be refused without quorum"
-        );
-        let opts = ConnectOptions {
-            timeout_ms: 4000,
-            read_only: Some(true),
-            ..ConnectOptions::default()
-        };
-        let ro = RawClient::connect_opts(e.addr(0), opts).await?;
-        ensure!(
-            ro.connect_response().read_only,
-            "readOnly flag in the ConnectResponse"
-        );
-        let (h, body) = ro.request(get("/ro", false)).await?;
-        ensure!(h.err == 0, "read in read-only mode: {}", h.err);
-        ensure!(
-            matches!(body, Response::Data(Some(ref d), _) if d == b"kept"),
-            "{body:?}"
-        );
-        let (h, _) = ro.request(create("/nope", b"", 0)).await?;
-        ensure!(h.err == -119, "write in read-only mode: {}", h.err);
-        let (h, _) = ro.request(Request::Sync("/".into())).await?;
-        ensure!(h.err == -119, "sync in read-only mode: {}", h.err);
-        Ok(ro)
-    })?;
+    let ro = rt.block_on(corral_tests::req::check_read_only_session(
+        e.addr(0),
+        "/ro",
+        b"kept",
+    ))?;
     e.nodes[1].start_again()?;
     e.nodes[2].start_again()?;
     e.wait_serving(Duration::from_secs(30))?;
-    rt.block_on(async {
-        let t0 = std::time::Instant::now();
-        loop {
-            if ro.closed_reason().is_some() || ro.ping().await.is_err() {
-                break;
-            }
-            ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "read-only client kept after quorum returned"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let c = RawClient::connect(e.addr(0), 4000).await?;
-        let (h, _) = c.request(create("/rw-again", b"", 0)).await?;
-        ensure!(h.err == 0, "read-write again: {}", h.err);
-        Ok(())
-    })
+    rt.block_on(corral_tests::req::check_read_write_again(ro, e.addr(0)))
 }
 
 #[test]

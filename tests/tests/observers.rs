@@ -385,3 +385,48 @@ fn corral_dev_starts_voters_and_observers_that_serve() -> Result<()> {
     ensure!(conf.contains("role = \"observer\""), "{conf}");
     Ok(())
 }
+
+#[test]
+fn an_observer_without_a_quorum_above_it_serves_read_only_clients() -> Result<()> {
+    // Goal: with read-only mode on, when two of three voters die the
+    // observer stops serving read-write sessions (its upstreams have no
+    // quorum) but lets read-only clients read what it has; writes and sync
+    // get NOTREADONLY (-119). When the quorum is back it serves read-write
+    // again and drops the read-only clients.
+    let mut e = EnsembleProc::builder(3)
+        .observers(1)
+        .set("read_only_mode", "true")
+        .start()?;
+    e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    let rt = rt();
+    rt.block_on(async {
+        let c = RawClient::connect(e.observer_addr(0), 4000).await?;
+        let (h, _) = c.request(create("/ro", b"kept", 0)).await?;
+        ensure!(h.err == 0, "create: {}", h.err);
+        Ok(())
+    })?;
+    e.nodes[1].kill9();
+    e.nodes[2].kill9();
+    let t0 = Instant::now();
+    while corral_tests::four_letter_word(e.observer_addr(0), "isro")?.trim() != "ro" {
+        ensure!(
+            t0.elapsed() < Duration::from_secs(15),
+            "observer kept serving without a quorum above it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ro = rt.block_on(corral_tests::req::check_read_only_session(
+        e.observer_addr(0),
+        "/ro",
+        b"kept",
+    ))?;
+    e.nodes[1].start_again()?;
+    e.nodes[2].start_again()?;
+    e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    rt.block_on(corral_tests::req::check_read_write_again(
+        ro,
+        e.observer_addr(0),
+    ))
+}

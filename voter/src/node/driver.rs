@@ -922,7 +922,19 @@ impl Driver {
         let st = self.feed_status();
         self.hub
             .status(st, Duration::from_millis(self.opts.tick_ms));
+        self.publish_traffic();
         self.update_mode();
+    }
+
+    /// Peer and feed traffic counters into `mntr`.
+    fn publish_traffic(&self) {
+        let (sent, received) = self.link.bytes();
+        let feeds = self.hub.stats();
+        let s = &self.shared.stats;
+        s.peer_bytes_sent.store(sent, Ordering::Relaxed);
+        s.peer_bytes_received.store(received, Ordering::Relaxed);
+        s.feed_bytes_sent.store(feeds.bytes, Ordering::Relaxed);
+        s.feed_frames_sent.store(feeds.frames, Ordering::Relaxed);
     }
 
     fn expire_sessions(&mut self) {

@@ -60,11 +60,23 @@ use waits::{ClientInput, ClientQueue};
 /// dropped (the core tolerates loss).
 pub trait PeerLink: Send + Sync + 'static {
     fn send(&self, to: u64, channel: Channel, frame: Vec<u8>) -> bool;
+
+    /// Bytes sent and received over all peers so far (for `mntr`).
+    fn bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 impl PeerLink for crate::net::Net {
     fn send(&self, to: u64, channel: Channel, frame: Vec<u8>) -> bool {
         crate::net::Net::send(self, to, channel, frame).is_ok()
+    }
+
+    fn bytes(&self) -> (u64, u64) {
+        self.stats()
+            .peers
+            .values()
+            .fold((0, 0), |(s, r), p| (s + p.bytes_sent, r + p.bytes_received))
     }
 }
 
