@@ -132,15 +132,18 @@ impl FeedSource for ObserverSource<'_> {
         self.applied
     }
 
-    fn committed_after(&self, z: i64) -> Option<Vec<LogEntry>> {
+    fn committed_after(&self, z: i64, max: usize) -> Option<Vec<LogEntry>> {
         if z < self.window.start {
             return None;
         }
+        // The window is in zxid order: skip to the first entry after `z`.
+        let from = self.window.entries.partition_point(|e| e.hdr.zxid <= z);
         Some(
             self.window
                 .entries
-                .iter()
-                .filter(|e| e.hdr.zxid > z && e.hdr.zxid <= self.applied)
+                .range(from..)
+                .take_while(|e| e.hdr.zxid <= self.applied)
+                .take(max)
                 .cloned()
                 .collect(),
         )
@@ -204,7 +207,12 @@ impl Driver {
     fn run(mut self, rx: Receiver<Input>) {
         let tick = Duration::from_millis(self.opts.tick_ms.max(10));
         loop {
-            let wait = tick.saturating_sub(self.last_tick.elapsed());
+            // A feed catching up is moved on every millisecond or so.
+            let wait = if self.hub.catching_up() {
+                Duration::from_millis(1)
+            } else {
+                tick.saturating_sub(self.last_tick.elapsed())
+            };
             match rx.recv_timeout(wait) {
                 Ok(i) => self.input(i),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -222,6 +230,18 @@ impl Driver {
                 self.last_tick = Instant::now();
                 self.tick();
             }
+            self.pump_feeds();
+        }
+    }
+
+    /// Moves catching-up observer feeds one chunk on.
+    fn pump_feeds(&mut self) {
+        if !self.hub.catching_up() {
+            return;
+        }
+        let jobs = self.with_feed(|hub, src| hub.pump(src));
+        for job in jobs {
+            self.spawn_feed_snapshot(job);
         }
     }
 

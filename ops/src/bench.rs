@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Offered load in requests per second over all sessions (0: as fast
+    /// as the pipeline allows). Each session issues its share on a fixed
+    /// schedule, so runs against different servers see the same load.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 struct SessionResult {
@@ -183,12 +188,26 @@ async fn session(
     };
     let mut inflight = std::collections::VecDeque::new();
     let mut issued = 0u64;
+    // With --rate, request i of this session is due at t0 + i * interval.
+    let t0 = Instant::now();
+    let interval = (args.rate > 0)
+        .then(|| Duration::from_secs_f64(args.sessions.max(1) as f64 / args.rate as f64));
+    let due = |i: u64| interval.map(|iv| t0 + iv.mul_f64(i as f64));
     loop {
         let more = match args.workload {
             Workload::Load => issued < per_session,
             _ => Instant::now() < deadline,
         };
-        while more && inflight.len() < args.pipeline.max(1) {
+        if let Some(d) = due(issued) {
+            if more && inflight.is_empty() && Instant::now() < d {
+                tokio::time::sleep_until(d.min(deadline).into()).await;
+                continue;
+            }
+        }
+        while more
+            && inflight.len() < args.pipeline.max(1)
+            && due(issued).is_none_or(|d| Instant::now() >= d)
+        {
             let req = next_request(&args, &base, issued, &data);
             let (_, op) = c.send(&req).await?;
             inflight.push_back((op, Instant::now()));

@@ -75,6 +75,20 @@ impl Log {
         self.entries.range(i..).cloned().collect()
     }
 
+    /// At most `max` entries with zxid > `z` and ≤ `through`, in order.
+    pub(crate) fn range_after(&self, z: Zxid, through: Zxid, max: usize) -> Vec<LogEntry> {
+        let i = match self.index_of(z) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        };
+        self.entries
+            .range(i..)
+            .take_while(|e| zxid_of(e) <= through)
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
     /// The last zxid strictly below `z` (or the window start).
     pub(crate) fn before(&self, z: Zxid) -> Zxid {
         let i = match self.index_of(z) {

@@ -229,17 +229,16 @@ impl Core {
         }
     }
 
-    /// Committed entries after `z`, through the commit point, in zxid
-    /// order; `None` when `z` is older than the log window (the caller then
-    /// needs [`Core::latest_snapshot`]). What an observer feed sends.
-    pub fn committed_after(&self, z: Zxid) -> Option<Vec<LogEntry>> {
+    /// At most `max` committed entries after `z` and at or below `through`
+    /// (capped at the commit point), in zxid order; `None` when `z` is older
+    /// than the log window (the caller then needs
+    /// [`Core::latest_snapshot`]). What an observer feed sends.
+    pub fn committed_after(&self, z: Zxid, through: Zxid, max: usize) -> Option<Vec<LogEntry>> {
         if z < self.log.start() {
             return None;
         }
-        let c = self.log.committed();
-        let mut out = self.log.after(z);
-        out.retain(|e| Zxid(e.hdr.zxid) <= c);
-        Some(out)
+        let through = through.min(self.log.committed());
+        Some(self.log.range_after(z, through, max))
     }
 
     /// The newest snapshot the driver reported (or the empty one); the log

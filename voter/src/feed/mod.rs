@@ -20,6 +20,13 @@
 //!
 //!    A downstream that is *ahead* (its upstream restarted from an older
 //!    snapshot) just waits: the upstream skips what it already has.
+//!
+//!    The DIFF goes out in chunks of [`CATCH_UP_CHUNK`] txns, one chunk per
+//!    feed per [`Hub::pump`] and only while fewer than [`CATCH_UP_QUEUED`]
+//!    frames wait in the feed's queue, and all feeds together at most
+//!    [`CATCH_UP_BYTES_PER_SEC`], so a
+//!    new observer far behind never stalls the upstream's thread (on the
+//!    leader that would stall the quorum) nor floods its own queue.
 //! 3. Then `FeedStatus`, and from there on every txn the upstream applies,
 //!    in zxid order, with a status heartbeat each tick.
 //!
@@ -55,6 +62,16 @@ pub const FEED_QUEUE: usize = 2048;
 pub const TXN_FRAME_BYTES: usize = 1 << 20;
 /// Snapshot chunk size.
 pub const SNAP_CHUNK: usize = 1 << 20;
+/// Txns one catching-up feed is sent per [`Hub::pump`].
+pub const CATCH_UP_CHUNK: usize = 1000;
+/// A catching-up feed gets its next chunk only while fewer frames than
+/// this wait in its queue.
+pub const CATCH_UP_QUEUED: usize = 8;
+/// Catch-up bytes one upstream sends per second, over all its feeds: a
+/// burst of observers catching up must not starve the live feeds and the
+/// quorum's own traffic, which share the node's network and CPU.
+pub const CATCH_UP_BYTES_PER_SEC: f64 = 16.0 * 1024.0 * 1024.0;
+
 
 /// One feed connection, as the upstream's driver numbers it.
 pub type SubId = u64;
@@ -85,9 +102,10 @@ pub enum FeedEvent {
 pub trait FeedSource {
     /// The highest zxid applied to this node's tree.
     fn applied(&self) -> i64;
-    /// Committed txns after `z` (through [`FeedSource::applied`]), or `None`
-    /// when `z` is older than what is held (a SNAP is needed).
-    fn committed_after(&self, z: i64) -> Option<Vec<LogEntry>>;
+    /// At most `max` committed txns after `z` (through
+    /// [`FeedSource::applied`]), or `None` when `z` is older than what is
+    /// held (a SNAP is needed).
+    fn committed_after(&self, z: i64, max: usize) -> Option<Vec<LogEntry>>;
     /// The newest snapshot: its zxid, and its file (`None`: the empty tree).
     fn snapshot(&self) -> (i64, Option<PathBuf>);
     fn status(&self) -> FeedStatus;
@@ -108,6 +126,8 @@ enum SubState {
     New,
     /// A snapshot at this zxid is being streamed.
     Snapshot(i64),
+    /// Being sent the txns after this zxid from the window, in chunks.
+    CatchUp(i64),
     /// Receiving every committed txn after this zxid.
     Live(i64),
 }
@@ -139,11 +159,25 @@ pub struct Hub {
     routes: HashMap<u64, SubId>,
     stats: HubStats,
     last_status: Option<(FeedStatus, Instant)>,
+    /// Catch-up byte budget (a token bucket of one second's worth).
+    budget: f64,
+    budget_at: Option<Instant>,
 }
 
 impl Hub {
     pub fn new() -> Hub {
         Hub::default()
+    }
+
+    /// Refills the catch-up budget; true while some is left.
+    fn refill(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = self
+            .budget_at
+            .map_or(1.0, |t| now.duration_since(t).as_secs_f64());
+        self.budget_at = Some(now);
+        self.budget = (self.budget + elapsed * CATCH_UP_BYTES_PER_SEC).min(CATCH_UP_BYTES_PER_SEC);
+        self.budget > 0.0
     }
 
     pub fn stats(&self) -> HubStats {
@@ -214,51 +248,113 @@ impl Hub {
         self.catch_up(sub, last_zxid, src)
     }
 
+    /// Starts sending the txns after `from`: by DIFF when the window holds
+    /// them, else the driver must stream a SNAP.
     fn catch_up(&mut self, sub: SubId, from: i64, src: &dyn FeedSource) -> Option<SnapshotJob> {
-        match src.committed_after(from) {
-            Some(entries) => {
+        if src.committed_after(from, 0).is_some() {
+            let s = self.subs.get_mut(&sub)?;
+            if s.state == SubState::New {
                 self.stats.diffs += 1;
-                let observer = self.subs.get(&sub).map_or(0, |s| s.observer);
-                tracing::info!(
-                    observer,
-                    from = format_args!("{from:#x}"),
-                    txns = entries.len(),
-                    "observer feed: DIFF"
-                );
-                let through = entries.last().map_or(from, |e| e.hdr.zxid).max(from);
-                for f in txn_frames(&entries) {
-                    if !self.push(sub, f) {
-                        return None;
-                    }
-                }
-                let st = src.status();
-                if !self.push(sub, envelope::encode(&Envelope::FeedStatus(st))) {
-                    return None;
-                }
-                if let Some(s) = self.subs.get_mut(&sub) {
-                    s.state = SubState::Live(through);
-                }
-                None
             }
-            None => {
-                let (zxid, path) = src.snapshot();
-                let s = self.subs.get_mut(&sub)?;
-                self.stats.snaps += 1;
-                tracing::info!(
-                    observer = s.observer,
-                    from = format_args!("{from:#x}"),
-                    snapshot = format_args!("{zxid:#x}"),
-                    "observer feed: SNAP"
-                );
-                s.state = SubState::Snapshot(zxid);
-                Some(SnapshotJob {
-                    sub,
-                    zxid,
-                    path,
-                    out: s.out.clone(),
-                })
+            tracing::info!(
+                observer = s.observer,
+                from = format_args!("{from:#x}"),
+                to = format_args!("{:#x}", src.applied()),
+                "observer feed: DIFF"
+            );
+            s.state = SubState::CatchUp(from);
+            return self.step(sub, src);
+        }
+        let (zxid, path) = src.snapshot();
+        let s = self.subs.get_mut(&sub)?;
+        self.stats.snaps += 1;
+        tracing::info!(
+            observer = s.observer,
+            from = format_args!("{from:#x}"),
+            snapshot = format_args!("{zxid:#x}"),
+            "observer feed: SNAP"
+        );
+        s.state = SubState::Snapshot(zxid);
+        Some(SnapshotJob {
+            sub,
+            zxid,
+            path,
+            out: s.out.clone(),
+        })
+    }
+
+    /// One chunk of a feed's catch-up, if its queue has room; the status
+    /// and live txns follow once it reaches what this node applied.
+    fn step(&mut self, sub: SubId, src: &dyn FeedSource) -> Option<SnapshotJob> {
+        let s = self.subs.get(&sub)?;
+        let SubState::CatchUp(through) = s.state else {
+            return None;
+        };
+        // The next chunk only while few frames wait in the queue: catch-up
+        // is paced by how fast the connection drains, and live frames for
+        // other feeds (and the peer protocol sharing the runtime) are not
+        // stuck behind a burst.
+        if s.out.max_capacity() - s.out.capacity() >= CATCH_UP_QUEUED {
+            return None;
+        }
+        if !self.refill() {
+            return None;
+        }
+        let Some(entries) = src.committed_after(through, CATCH_UP_CHUNK) else {
+            // The window moved past this feed meanwhile (a snapshot was
+            // taken and the log trimmed): a SNAP after all.
+            return self.catch_up(sub, through, src);
+        };
+        let Some(last) = entries.last().map(|e| e.hdr.zxid) else {
+            self.go_live(sub, through, src);
+            return None;
+        };
+        let done = entries.len() < CATCH_UP_CHUNK;
+        for f in txn_frames(&entries) {
+            self.budget -= f.len() as f64;
+            if !self.push(sub, f) {
+                return None;
             }
         }
+        if let Some(s) = self.subs.get_mut(&sub) {
+            s.state = SubState::CatchUp(last);
+        }
+        if done {
+            // Everything this node applied is sent: from here on the feed
+            // is live (what is applied next is published to it). Under a
+            // steady write load a pump always finds something new, so it
+            // must not wait for an empty chunk.
+            self.go_live(sub, last, src);
+        }
+        None
+    }
+
+    fn go_live(&mut self, sub: SubId, through: i64, src: &dyn FeedSource) {
+        if self.push(sub, envelope::encode(&Envelope::FeedStatus(src.status()))) {
+            if let Some(s) = self.subs.get_mut(&sub) {
+                s.state = SubState::Live(through);
+            }
+        }
+    }
+
+    /// Moves every catching-up feed one chunk on, within the byte budget
+    /// ([`CATCH_UP_BYTES_PER_SEC`]); call once per driver round. Returns
+    /// SNAPs the driver must now stream (a window moved).
+    pub fn pump(&mut self, src: &dyn FeedSource) -> Vec<SnapshotJob> {
+        let ids: Vec<SubId> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| matches!(s.state, SubState::CatchUp(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|sub| self.step(sub, src)).collect()
+    }
+
+    /// Whether any feed is still catching up (the driver keeps pumping).
+    pub fn catching_up(&self) -> bool {
+        self.subs
+            .values()
+            .any(|s| matches!(s.state, SubState::CatchUp(_)))
     }
 
     /// The snapshot thread finished streaming: send what came after it.

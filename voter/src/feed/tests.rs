@@ -33,11 +33,12 @@ impl FeedSource for Src {
     fn applied(&self) -> i64 {
         self.entries.last().map_or(self.start, |e| e.hdr.zxid)
     }
-    fn committed_after(&self, z: i64) -> Option<Vec<LogEntry>> {
+    fn committed_after(&self, z: i64, max: usize) -> Option<Vec<LogEntry>> {
         (z >= self.start).then(|| {
             self.entries
                 .iter()
                 .filter(|e| e.hdr.zxid > z)
+                .take(max)
                 .cloned()
                 .collect()
         })
@@ -84,6 +85,8 @@ fn diff_from_the_window_then_live_txns_in_order() {
     let (tx, mut rx) = mpsc::channel(64);
     hub.open(1, 4, tx);
     assert!(hub.hello(1, 4, 15, &s).is_none());
+    assert!(hub.pump(&s).is_empty());
+    assert!(!hub.catching_up());
     let (z, other) = drain(&mut rx);
     assert_eq!(z, (16..=20).collect::<Vec<_>>());
     assert!(matches!(other.as_slice(), [Envelope::FeedStatus(st)] if st.tip == 20));
@@ -111,6 +114,7 @@ fn snap_when_older_than_the_window_then_the_txns_after_it() {
         "nothing live before the snapshot"
     );
     assert!(hub.snapshot_sent(1, 10, true, &s).is_none());
+    assert!(hub.pump(&s).is_empty());
     hub.publish(&[entry(22)]);
     assert_eq!(drain(&mut rx).0, (11..=22).collect::<Vec<_>>());
     assert_eq!(hub.stats().snaps, 1);
@@ -125,10 +129,47 @@ fn a_downstream_ahead_of_its_upstream_waits_without_duplicates() {
     let (tx, mut rx) = mpsc::channel(64);
     hub.open(1, 4, tx);
     assert!(hub.hello(1, 4, 15, &s).is_none());
+    hub.pump(&s);
     assert!(drain(&mut rx).0.is_empty());
     hub.publish(&[entry(13), entry(14), entry(15)]);
     hub.publish(&[entry(16)]);
     assert_eq!(drain(&mut rx).0, vec![16]);
+}
+
+#[test]
+fn a_long_diff_goes_out_in_chunks_while_the_queue_has_room() {
+    // Goal: a feed far behind gets its DIFF one chunk per pump, never more
+    // than the queue can take, with no txn lost, doubled or reordered, and
+    // live txns published meanwhile come after the catch-up, in order.
+    let n = 20 * CATCH_UP_CHUNK as i64 + 7;
+    let mut s = src(0, n);
+    let mut hub = Hub::new();
+    let (tx, mut rx) = mpsc::channel(64);
+    hub.open(1, 4, tx);
+    assert!(hub.hello(1, 4, 0, &s).is_none());
+    // Without draining, the queue fills to CATCH_UP_QUEUED frames and the
+    // pump waits rather than fill it (or overflow it and drop the feed).
+    for _ in 0..10 {
+        hub.pump(&s);
+    }
+    assert_eq!(hub.observers(), vec![4], "the feed was dropped as slow");
+    assert_eq!(rx.len(), CATCH_UP_QUEUED, "frames queued");
+    let mut got = Vec::new();
+    let mut pumps = 0;
+    while hub.catching_up() {
+        got.extend(drain(&mut rx).0);
+        // A txn applied meanwhile joins the window; publish skips the feed.
+        let next = n + 1 + pumps;
+        s.entries.push(entry(next));
+        hub.publish(&[entry(next)]);
+        hub.pump(&s);
+        pumps += 1;
+        assert!(pumps < 100, "catch-up does not end: got {} up to {:?}, rx {}", got.len(), got.last(), rx.len());
+    }
+    hub.publish(&[entry(n + 1 + pumps)]);
+    got.extend(drain(&mut rx).0);
+    assert_eq!(got, (1..=n + 1 + pumps).collect::<Vec<_>>());
+    assert!(pumps >= 1, "the DIFF was not chunked");
 }
 
 #[test]
@@ -153,6 +194,7 @@ fn a_slow_feed_is_dropped_not_waited_for() {
     hub.open(2, 5, fast);
     hub.hello(1, 4, 0, &s);
     hub.hello(2, 5, 0, &s);
+    hub.pump(&s);
     drain(&mut fast_rx);
     for z in 1..=5 {
         hub.publish(&[entry(z)]);

@@ -138,10 +138,12 @@ impl FeedSource for VoterSource<'_> {
         self.applied
     }
 
-    fn committed_after(&self, z: i64) -> Option<Vec<LogEntry>> {
-        let mut v = self.core.committed_after(crate::core::Zxid(z))?;
-        v.retain(|e| e.hdr.zxid <= self.applied);
-        Some(v)
+    fn committed_after(&self, z: i64, max: usize) -> Option<Vec<LogEntry>> {
+        self.core.committed_after(
+            crate::core::Zxid(z),
+            crate::core::Zxid(self.applied),
+            max,
+        )
     }
 
     fn snapshot(&self) -> (i64, Option<std::path::PathBuf>) {
@@ -215,7 +217,12 @@ impl Driver {
         let tick = Duration::from_millis((self.opts.tick_ms / 4).max(1));
         self.pump();
         loop {
-            let wait = tick.saturating_sub(self.last_tick.elapsed());
+            // A feed catching up is moved on every millisecond or so.
+            let wait = if self.hub.catching_up() {
+                Duration::from_millis(1)
+            } else {
+                tick.saturating_sub(self.last_tick.elapsed())
+            };
             match rx.recv_timeout(wait) {
                 Ok(i) => self.input(i),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -234,6 +241,18 @@ impl Driver {
                 self.tick();
             }
             self.pump();
+            self.pump_feeds();
+        }
+    }
+
+    /// Moves catching-up observer feeds one chunk on.
+    fn pump_feeds(&mut self) {
+        if !self.hub.catching_up() {
+            return;
+        }
+        let jobs = self.with_feed(|hub, src| hub.pump(src));
+        for job in jobs {
+            self.spawn_feed_snapshot(job);
         }
     }
 
