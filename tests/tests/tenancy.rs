@@ -80,11 +80,12 @@ async fn names(c: &RawClient, path: &str) -> Result<Vec<String>> {
 }
 
 #[test]
-fn followers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
-    // Goal: tenants declared in the config file exist on every voter; writes
-    // through the followers of a 3-voter ensemble stay in their namespace and
-    // racing creators on different voters never pass the leader-decided
-    // quota; each tenant sees only its own data, super sees both.
+fn followers_and_observers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
+    // Goal: tenants declared in the config file exist on every voter and on
+    // an observer; writes through the followers and the observer stay in
+    // their namespace and racing creators on different nodes (voters and
+    // the observer) never pass the leader-decided quota; each tenant sees
+    // only its own data, on the observer too; super sees both.
     let tenants = format!(
         "[{{ name = \"team-a\", quotas = {{ max_znodes = 12 }}, bindings = [{{ kind = \"digest\", user = \"alice\", password_hash = \"{}\" }}] }}, \
          {{ name = \"team-b\", bindings = [{{ kind = \"digest\", user = \"bob\", password_hash = \"{}\" }}] }}]",
@@ -95,8 +96,10 @@ fn followers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
         .set("tenants", &tenants)
         .set("tenant_unbound", "\"refuse\"")
         .set("zk_super_digest", "\"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"")
+        .observers(1)
         .start()?;
     let leader = e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     rt().block_on(async {
         // The leader writes the configured tenants once it leads.
@@ -121,10 +124,16 @@ fn followers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // Three alice sessions, on both followers and the leader, race for 12 slots.
+        // Four alice sessions, on both followers, the leader and the
+        // observer, race for 12 slots.
         let mut tasks = Vec::new();
-        for (k, node) in [followers[0], followers[1], leader].into_iter().enumerate() {
-            let addr = e.addr(node);
+        let racers = [
+            e.addr(followers[0]),
+            e.addr(followers[1]),
+            e.addr(leader),
+            e.observer_addr(0),
+        ];
+        for (k, addr) in racers.into_iter().enumerate() {
             tasks.push(tokio::spawn(async move {
                 let c = session(addr, "alice:pa").await?;
                 let mut pending = Vec::new();
@@ -149,8 +158,9 @@ fn followers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
             }
         }
         ensure!(ok == 12, "{ok} creates passed a 12-znode quota");
-        // Bob on the other follower sees none of it, and his data lands in his namespace.
-        let bob = session(e.addr(followers[1]), "bob:pb").await?;
+        // Bob on the observer sees none of it, and his data lands in his
+        // namespace.
+        let bob = session(e.observer_addr(0), "bob:pb").await?;
         ensure!(names(&bob, "/").await?.is_empty());
         let (h, body) = bob.request(create("/mine")).await?;
         ensure!(
