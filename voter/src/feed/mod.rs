@@ -72,7 +72,6 @@ pub const CATCH_UP_QUEUED: usize = 8;
 /// quorum's own traffic, which share the node's network and CPU.
 pub const CATCH_UP_BYTES_PER_SEC: f64 = 16.0 * 1024.0 * 1024.0;
 
-
 /// One feed connection, as the upstream's driver numbers it.
 pub type SubId = u64;
 
@@ -347,7 +346,9 @@ impl Hub {
             .filter(|(_, s)| matches!(s.state, SubState::CatchUp(_)))
             .map(|(id, _)| *id)
             .collect();
-        ids.into_iter().filter_map(|sub| self.step(sub, src)).collect()
+        ids.into_iter()
+            .filter_map(|sub| self.step(sub, src))
+            .collect()
     }
 
     /// Whether any feed is still catching up (the driver keeps pumping).

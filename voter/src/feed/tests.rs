@@ -164,7 +164,13 @@ fn a_long_diff_goes_out_in_chunks_while_the_queue_has_room() {
         hub.publish(&[entry(next)]);
         hub.pump(&s);
         pumps += 1;
-        assert!(pumps < 100, "catch-up does not end: got {} up to {:?}, rx {}", got.len(), got.last(), rx.len());
+        assert!(
+            pumps < 100,
+            "catch-up does not end: got {} up to {:?}, rx {}",
+            got.len(),
+            got.last(),
+            rx.len()
+        );
     }
     hub.publish(&[entry(n + 1 + pumps)]);
     got.extend(drain(&mut rx).0);

@@ -139,11 +139,8 @@ impl FeedSource for VoterSource<'_> {
     }
 
     fn committed_after(&self, z: i64, max: usize) -> Option<Vec<LogEntry>> {
-        self.core.committed_after(
-            crate::core::Zxid(z),
-            crate::core::Zxid(self.applied),
-            max,
-        )
+        self.core
+            .committed_after(crate::core::Zxid(z), crate::core::Zxid(self.applied), max)
     }
 
     fn snapshot(&self) -> (i64, Option<std::path::PathBuf>) {
