@@ -86,6 +86,31 @@ impl Checker {
         Ok(())
     }
 
+    /// The digest every replica must have after applying `z`.
+    pub fn digest_at(&self, z: Zxid) -> Option<u64> {
+        self.committed.get(&z).map(|(_, d)| *d)
+    }
+
+    /// An observer applied `entry` right after `prev` and reached `digest`.
+    /// Invariants: as for [`Checker::commit`], and the txn was already
+    /// committed (a feed only carries what a voter applied), so an
+    /// observer's applied sequence is always a prefix of the committed one.
+    pub fn observe(
+        &mut self,
+        node: ServerId,
+        prev: Zxid,
+        entry: &LogEntry,
+        digest: u64,
+    ) -> Result<(), String> {
+        let z = Zxid(entry.hdr.zxid);
+        if !self.committed.contains_key(&z) {
+            return Err(format!(
+                "observer {node} applied {z} after {prev}, which no voter has applied"
+            ));
+        }
+        self.commit(node, prev, entry, digest)
+    }
+
     /// A node installed a snapshot at `z`: it must be a committed point.
     pub fn snapshot(&self, node: ServerId, z: Zxid, digest: u64) -> Result<(), String> {
         if z == Zxid::ZERO {

@@ -1,4 +1,7 @@
-//! A simulated cluster: real cores, a faulty network, faulty disks, one clock.
+//! A simulated cluster: real cores, a faulty network, faulty disks, one clock,
+//! and observers fed over simulated feed links (see `cluster/feed.rs`).
+
+mod feed;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -9,15 +12,19 @@ use corral_store::{DataTree, LogEntry, MemTxnLog, Txn, TxnLog};
 use corral_voter::core::{
     Config, Core, Message, Output, PersistOp, Recovered, Request, Role, ServerId, Snapshot, Zxid,
 };
+use corral_voter::feed::{Hub, SubId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
 
+pub use feed::Up;
+use feed::{Heartbeat, Job, Link, ObsFaults, Observer};
+
 const ACCEPTED_KEY: &str = "corral.voter.accepted_epoch";
 const CURRENT_KEY: &str = "corral.voter.current_epoch";
 pub const TICK_MS: u64 = 50;
-const STEP_MS: u64 = 5;
+pub(crate) const STEP_MS: u64 = 5;
 
 /// The fault mix of one run, drawn per seed (swarm testing).
 #[derive(Debug, Clone)]
@@ -71,26 +78,98 @@ impl Faults {
     }
 }
 
-/// The sim's state-machine snapshot: the committed history itself, replayed
-/// into a fresh `DataTree` on install.
-fn encode_history(h: &[LogEntry]) -> Arc<[u8]> {
-    let mut out = Vec::new();
-    for e in h {
-        let b = e.encode();
-        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        out.extend_from_slice(&b);
-    }
-    out.into()
+/// The sim's state-machine snapshot: the committed history itself, each
+/// entry length-prefixed, replayed into a fresh `DataTree` on install.
+fn encode_entry(out: &mut Vec<u8>, e: &LogEntry) {
+    let b = e.encode();
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(&b);
 }
 
-fn decode_history(mut b: &[u8]) -> Vec<LogEntry> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        out.push(LogEntry::decode(&b[4..4 + n]).expect("sim snapshot decodes"));
-        b = &b[4 + n..];
+/// An applied history, with its snapshot encoding kept alongside so that
+/// taking (or serving) a snapshot is a copy, not a re-encoding of it all.
+#[derive(Default)]
+pub(crate) struct History {
+    entries: Vec<LogEntry>,
+    /// Every entry encoded as a snapshot holds it.
+    bytes: Vec<u8>,
+    /// Where each entry's encoding ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl History {
+    pub(crate) fn entries(&self) -> &[LogEntry] {
+        &self.entries
     }
-    out
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The zxid after the first `len` entries (0 for none).
+    pub(crate) fn zxid_at(&self, len: usize) -> i64 {
+        if len == 0 {
+            0
+        } else {
+            self.entries[len - 1].hdr.zxid
+        }
+    }
+
+    pub(crate) fn last(&self) -> Zxid {
+        Zxid(self.zxid_at(self.len()))
+    }
+
+    pub(crate) fn push(&mut self, e: LogEntry) {
+        encode_entry(&mut self.bytes, &e);
+        self.ends.push(self.bytes.len());
+        self.entries.push(e);
+    }
+
+    /// The snapshot state of the first `len` entries.
+    pub(crate) fn encoded(&self, len: usize) -> &[u8] {
+        let end = if len == 0 { 0 } else { self.ends[len - 1] };
+        &self.bytes[..end]
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        let end = if len == 0 { 0 } else { self.ends[len - 1] };
+        self.entries.truncate(len);
+        self.ends.truncate(len);
+        self.bytes.truncate(end);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Becomes the history a snapshot's state holds. Returns how many
+    /// entries were kept: when this history is a prefix of that one, only
+    /// the entries after it are new (a tree built from this one just
+    /// applies those); otherwise 0.
+    pub(crate) fn install(&mut self, state: &[u8]) -> usize {
+        let kept = if state.starts_with(&self.bytes) {
+            self.len()
+        } else {
+            self.clear();
+            0
+        };
+        let mut b = &state[self.bytes.len()..];
+        while b.len() >= 4 {
+            let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            self.push(LogEntry::decode(&b[4..4 + n]).expect("sim snapshot decodes"));
+            b = &b[4 + n..];
+        }
+        assert!(b.is_empty(), "a sim snapshot ends on an entry");
+        kept
+    }
+
+    /// Brings `tree` (built from the first `from` entries) up to the whole
+    /// history.
+    pub(crate) fn apply_to(&self, tree: &mut DataTree, from: usize) {
+        for e in &self.entries[from..] {
+            tree.apply(&e.hdr, &e.txn);
+        }
+    }
 }
 
 struct Disk {
@@ -106,27 +185,33 @@ struct Node {
     /// Persists written but not yet synced: (id, when the fsync completes).
     fsyncs: VecDeque<(u64, u64)>,
     tree: DataTree,
-    history: Vec<LogEntry>,
+    history: History,
     next_tick_ms: u64,
     incarnation: u64,
     down_until_ms: Option<u64>,
     commits_since_snapshot: usize,
+    /// The observer feeds this voter serves.
+    hub: Hub,
+    heartbeat: Heartbeat,
 }
 
 impl Node {
     fn applied(&self) -> Zxid {
-        self.history
-            .last()
-            .map(|e| Zxid(e.hdr.zxid))
-            .unwrap_or(Zxid::ZERO)
+        self.history.last()
     }
 
-    fn restore(&mut self, s: &Snapshot) {
-        self.tree = DataTree::new();
-        self.history = decode_history(&s.state);
-        for e in &self.history {
-            self.tree.apply(&e.hdr, &e.txn);
+    /// The state becomes the snapshot's. A restarted process rebuilds its
+    /// tree from scratch; a running one that installs a snapshot its state
+    /// is a prefix of only applies what is new (the same tree, sooner).
+    fn restore(&mut self, s: &Snapshot, restarted: bool) {
+        if restarted {
+            self.history.clear();
         }
+        let kept = self.history.install(&s.state);
+        if kept == 0 {
+            self.tree = DataTree::new();
+        }
+        self.history.apply_to(&mut self.tree, kept);
     }
 }
 
@@ -166,6 +251,22 @@ pub struct Cluster {
     pub stats: Stats,
     /// `CORRAL_SIM_TRACE=<id>`: print the messages a node sends and receives.
     pub trace: Option<u64>,
+    /// Observers draw from their own PRNG (derived from the seed), so the
+    /// voters' trajectory of a seed is the same with or without them.
+    orng: ChaCha8Rng,
+    pub obs_faults: ObsFaults,
+    observers: Vec<Observer>,
+    /// Feed connections by sub id (unique across every upstream's hub).
+    links: BTreeMap<SubId, Link>,
+    /// Snapshots being streamed to a feed.
+    jobs: Vec<Job>,
+    next_sub: SubId,
+    /// A hub queued or closed something since the links were last looked at.
+    feed_dirty: bool,
+    /// When something in flight on a link is next due.
+    next_link_ms: u64,
+    /// Upstreams whose hubs may have feeds catching up.
+    pumping: Vec<Up>,
 }
 
 fn brief(m: &Message) -> String {
@@ -180,6 +281,22 @@ pub struct Stats {
     pub crashes: u64,
     pub snaps_installed: u64,
     pub dropped: u64,
+    pub observers: u64,
+    /// Txns observers applied from their feeds.
+    pub obs_applied: u64,
+    /// Feed connections that caught up by DIFF / by SNAP.
+    pub obs_diff_catchups: u64,
+    pub obs_snap_catchups: u64,
+    /// Snapshots observers installed.
+    pub obs_snaps: u64,
+    /// Snapshot streams abandoned because the upstream's snapshot changed.
+    pub obs_snap_failures: u64,
+    pub obs_crashes: u64,
+    pub feed_cuts: u64,
+    /// Feeds an upstream dropped because their queue was full.
+    pub slow_disconnects: u64,
+    /// The deepest observer chain (1: fed by a voter).
+    pub max_chain: u64,
 }
 
 impl Stats {
@@ -189,6 +306,16 @@ impl Stats {
         self.crashes += o.crashes;
         self.snaps_installed += o.snaps_installed;
         self.dropped += o.dropped;
+        self.observers += o.observers;
+        self.obs_applied += o.obs_applied;
+        self.obs_diff_catchups += o.obs_diff_catchups;
+        self.obs_snap_catchups += o.obs_snap_catchups;
+        self.obs_snaps += o.obs_snaps;
+        self.obs_snap_failures += o.obs_snap_failures;
+        self.obs_crashes += o.obs_crashes;
+        self.feed_cuts += o.feed_cuts;
+        self.slow_disconnects += o.slow_disconnects;
+        self.max_chain = self.max_chain.max(o.max_chain);
     }
 }
 
@@ -196,6 +323,41 @@ impl Cluster {
     pub fn new(seed: u64, n: u64) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let faults = Faults::swarm(&mut rng);
+        let mut orng = feed::observer_rng(seed);
+        let obs_faults = ObsFaults::swarm(&mut orng);
+        let count = orng.gen_range(0..=3);
+        let homes = feed::draw_homes(&mut orng, n as usize, count);
+        Cluster::build(seed, n, rng, faults, orng, obs_faults, &homes)
+    }
+
+    /// A cluster without faults or random writes (the caller writes), with
+    /// observers fed by `homes`: for focused tests.
+    pub fn calm(seed: u64, n: u64, snapshot_every: usize, homes: &[Up]) -> Cluster {
+        let rng = ChaCha8Rng::seed_from_u64(seed);
+        let faults = Faults {
+            drop: 0.0,
+            dup: 0.0,
+            max_delay_ms: 5,
+            partition: 0.0,
+            crash: 0.0,
+            torn: 0.0,
+            max_disk_ms: 5,
+            write: 0.0,
+            snapshot_every,
+        };
+        let orng = feed::observer_rng(seed);
+        Cluster::build(seed, n, rng, faults, orng, ObsFaults::calm(), homes)
+    }
+
+    fn build(
+        seed: u64,
+        n: u64,
+        rng: ChaCha8Rng,
+        faults: Faults,
+        orng: ChaCha8Rng,
+        obs_faults: ObsFaults,
+        homes: &[Up],
+    ) -> Cluster {
         let voters: Vec<ServerId> = (1..=n).map(ServerId).collect();
         let mut c = Cluster {
             seed,
@@ -215,6 +377,15 @@ impl Cluster {
             trace: std::env::var("CORRAL_SIM_TRACE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            orng,
+            obs_faults,
+            observers: Vec::new(),
+            links: BTreeMap::new(),
+            jobs: Vec::new(),
+            next_sub: 1,
+            feed_dirty: false,
+            next_link_ms: u64::MAX,
+            pumping: Vec::new(),
         };
         for &id in &voters {
             let tick = c.rng.gen_range(0..TICK_MS);
@@ -228,16 +399,19 @@ impl Cluster {
                 },
                 fsyncs: VecDeque::new(),
                 tree: DataTree::new(),
-                history: Vec::new(),
+                history: History::default(),
                 next_tick_ms: tick,
                 incarnation: 0,
                 down_until_ms: None,
                 commits_since_snapshot: 0,
+                hub: Hub::new(),
+                heartbeat: Heartbeat::default(),
             });
         }
         for i in 0..c.nodes.len() {
             c.start(i);
         }
+        c.add_observers(homes);
         c
     }
 
@@ -279,7 +453,7 @@ impl Cluster {
             snapshot: snapshot.clone(),
         };
         match &snapshot {
-            Some(s) => node.restore(s),
+            Some(s) => node.restore(s, true),
             None => {
                 node.tree = DataTree::new();
                 node.history.clear();
@@ -307,6 +481,8 @@ impl Cluster {
         node.down_until_ms = Some(self.now_ms + down_ms);
         let dead = node.id;
         self.stats.crashes += 1;
+        // Its feeds end with the process.
+        self.upstream_lost(Up::Voter(i));
         for f in self.writes.values_mut() {
             if matches!(f, Fate::Pending { leader, .. } if *leader == dead) {
                 *f = Fate::Maybe;
@@ -380,6 +556,11 @@ impl Cluster {
                 node.history.push(e.clone());
                 let digest = node.tree.digest();
                 self.checker.commit(id, prev, &e, digest)?;
+                // As the driver does: feeds get what this node applied.
+                if !node.hub.is_empty() {
+                    node.hub.publish(std::slice::from_ref(&e));
+                    self.feed_dirty = true;
+                }
                 if let Some(f) = self.writes.get_mut(&e.hdr.cxid) {
                     *f = Fate::Committed;
                 }
@@ -388,7 +569,7 @@ impl Cluster {
                     node.commits_since_snapshot = 0;
                     let s = Snapshot {
                         zxid: node.applied(),
-                        state: encode_history(&node.history),
+                        state: Arc::from(node.history.encoded(node.history.len())),
                     };
                     // The sim's snapshots are durable at once (a written file).
                     node.disk.snapshot = Some(s.clone());
@@ -401,8 +582,13 @@ impl Cluster {
             Output::InstallSnapshot(s) => {
                 self.stats.snaps_installed += 1;
                 let node = &mut self.nodes[i];
-                node.restore(&s);
+                node.restore(&s, false);
                 node.commits_since_snapshot = 0;
+                // The state jumped: every feed resyncs.
+                if !node.hub.is_empty() {
+                    node.hub.reset_all();
+                    self.feed_dirty = true;
+                }
                 self.checker.snapshot(id, s.zxid, node.tree.digest())?;
             }
             Output::Serving { epoch, leader } => {
@@ -478,6 +664,7 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             self.step_node(i);
         }
+        self.feed_step();
         self.faults_step();
         if self.rng.gen_bool(self.faults.write) {
             self.client_write();
@@ -513,6 +700,7 @@ impl Cluster {
                 c.handle_tick(now);
             }
             self.drain(i);
+            self.voter_heartbeat(i);
         }
     }
 
@@ -552,7 +740,9 @@ impl Cluster {
         }
     }
 
-    fn client_write(&mut self) {
+    /// Submits one random write to a leader, if there is one; false when
+    /// none took it.
+    pub fn client_write(&mut self) -> bool {
         let leaders: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| {
                 self.nodes[i]
@@ -562,7 +752,7 @@ impl Cluster {
             })
             .collect();
         if leaders.is_empty() {
-            return;
+            return false;
         }
         let i = leaders[self.rng.gen_range(0..leaders.len())];
         let cxid = self.next_cxid;
@@ -575,14 +765,19 @@ impl Cluster {
         };
         let now = self.now_ms;
         let Some(c) = self.nodes[i].core.as_mut() else {
-            return;
+            return false;
         };
-        if let Ok(zxid) = c.handle_submit(now, req) {
-            self.next_cxid += 1;
-            let leader = self.nodes[i].id;
-            self.writes.insert(cxid, Fate::Pending { leader, zxid });
-        }
+        let took = match c.handle_submit(now, req) {
+            Ok(zxid) => {
+                self.next_cxid += 1;
+                let leader = self.nodes[i].id;
+                self.writes.insert(cxid, Fate::Pending { leader, zxid });
+                true
+            }
+            Err(_) => false,
+        };
         self.drain(i);
+        took
     }
 
     fn random_txn(&mut self, i: usize, cxid: i32) -> Txn {
@@ -620,6 +815,7 @@ impl Cluster {
                 self.start(i);
             }
         }
+        self.heal_observers();
     }
 
     /// The established leader a quorum serves under, if any. (As in
@@ -675,6 +871,6 @@ impl Cluster {
                 None => format!("{}:down", n.id),
             })
             .collect();
-        format!("{nodes:?}")
+        format!("{nodes:?} observers {}", self.describe_observers())
     }
 }
