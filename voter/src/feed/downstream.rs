@@ -99,7 +99,7 @@ impl Downstream {
 
     pub fn on_frame(&mut self, env: Envelope) -> Step {
         match env {
-            Envelope::FeedTxns(entries) => self.txns(entries),
+            Envelope::FeedTxns { prev, entries } => self.txns(prev, entries),
             Envelope::FeedSnapBegin { zxid, len } => {
                 if self.snap.is_some() || self.live {
                     return Step::Broken("a snapshot began out of place".into());
@@ -143,9 +143,17 @@ impl Downstream {
         }
     }
 
-    fn txns(&mut self, entries: Vec<LogEntry>) -> Step {
+    fn txns(&mut self, prev: i64, entries: Vec<LogEntry>) -> Step {
         if self.snap.is_some() {
             return Step::Broken("txns in the middle of a snapshot".into());
+        }
+        if prev != self.applied {
+            // The upstream believes this node is elsewhere: a lost frame, or
+            // an upstream that skipped txns (within an epoch or across one).
+            return Step::Broken(format!(
+                "feed txns follow {prev:#x} but {:#x} is applied here",
+                self.applied
+            ));
         }
         let mut applied = self.applied;
         let mut out = Vec::with_capacity(entries.len());
@@ -191,17 +199,28 @@ mod tests {
 
     #[test]
     fn txns_must_follow_on_within_an_epoch() {
-        // Goal: the next counter of the same epoch, or any zxid of a later
-        // epoch, is accepted; a skipped counter is a gap; old ones are
-        // dropped as duplicates.
+        // Goal: txns must follow what is applied: the frame names the txn
+        // before it, and within an epoch counters are consecutive; a frame
+        // that skips (within an epoch or across one) breaks the feed.
         let mut d = Downstream::new(9, E1 | 3);
         let _ = d.connected();
-        let r = d.on_frame(Envelope::FeedTxns(vec![e(E1 | 2), e(E1 | 3), e(E1 | 4)]));
+        let txns = |prev: i64, es: Vec<LogEntry>| Envelope::FeedTxns { prev, entries: es };
+        let r = d.on_frame(txns(E1 | 3, vec![e(E1 | 4)]));
         assert_eq!(r, Step::Apply(vec![e(E1 | 4)]));
-        let r = d.on_frame(Envelope::FeedTxns(vec![e(E2 | 1), e(E2 | 2)]));
+        let r = d.on_frame(txns(E1 | 4, vec![e(E2 | 1), e(E2 | 2)]));
         assert_eq!(r, Step::Apply(vec![e(E2 | 1), e(E2 | 2)]));
         assert!(matches!(
-            d.on_frame(Envelope::FeedTxns(vec![e(E2 | 4)])),
+            d.on_frame(txns(E2 | 2, vec![e(E2 | 4)])),
+            Step::Broken(_)
+        ));
+        // A frame that names the wrong predecessor breaks the feed, even
+        // when its txns would look plausible (a skipped epoch tail).
+        assert!(matches!(
+            d.on_frame(txns(E2 | 3, vec![e(3 << 32 | 1)])),
+            Step::Broken(_)
+        ));
+        assert!(matches!(
+            d.on_frame(txns(E1 | 9, vec![e(3 << 32 | 1)])),
             Step::Broken(_)
         ));
         assert_eq!(d.applied(), E2 | 2, "a broken frame applies nothing");
@@ -238,7 +257,10 @@ mod tests {
         );
         let mut broken = d.clone();
         assert!(matches!(
-            broken.on_frame(Envelope::FeedTxns(vec![e(E1 | 6)])),
+            broken.on_frame(Envelope::FeedTxns {
+                prev: 0,
+                entries: vec![e(E1 | 6)]
+            }),
             Step::Broken(_)
         ));
         assert!(matches!(
@@ -260,7 +282,10 @@ mod tests {
         ));
         assert!(d.is_live());
         assert_eq!(
-            d.on_frame(Envelope::FeedTxns(vec![e(E1 | 6)])),
+            d.on_frame(Envelope::FeedTxns {
+                prev: E1 | 5,
+                entries: vec![e(E1 | 6)]
+            }),
             Step::Apply(vec![e(E1 | 6)])
         );
     }

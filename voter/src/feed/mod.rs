@@ -309,7 +309,7 @@ impl Hub {
             return None;
         };
         let done = entries.len() < CATCH_UP_CHUNK;
-        for f in txn_frames(&entries) {
+        for f in txn_frames(through, &entries) {
             self.budget -= f.len() as f64;
             if !self.push(sub, f) {
                 return None;
@@ -384,8 +384,10 @@ impl Hub {
         }
         let first = entries[0].hdr.zxid;
         let last = entries[entries.len() - 1].hdr.zxid;
-        // Most feeds are exactly at the previous tip: encode once for them.
-        let mut common: Option<Vec<Vec<u8>>> = None;
+        // Most feeds are exactly at the previous tip: encode once for them
+        // (frames name the txn before them, so one encoding serves every
+        // feed at the same position).
+        let mut common: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
         let ids: Vec<SubId> = self.subs.keys().copied().collect();
         for sub in ids {
             let Some(SubState::Live(through)) = self.subs.get(&sub).map(|s| s.state) else {
@@ -395,14 +397,17 @@ impl Hub {
                 continue;
             }
             let frames = if through < first {
-                common.get_or_insert_with(|| txn_frames(entries)).clone()
+                common
+                    .entry(through)
+                    .or_insert_with(|| txn_frames(through, entries))
+                    .clone()
             } else {
                 let rest: Vec<LogEntry> = entries
                     .iter()
                     .filter(|e| e.hdr.zxid > through)
                     .cloned()
                     .collect();
-                txn_frames(&rest)
+                txn_frames(through, &rest)
             };
             let mut ok = true;
             for f in frames {
@@ -485,23 +490,26 @@ impl Hub {
     }
 }
 
-/// Encodes txns as `FeedTxns` frames of about [`TXN_FRAME_BYTES`] each.
-pub fn txn_frames(entries: &[LogEntry]) -> Vec<Vec<u8>> {
+/// Encodes txns that follow `prev` as `FeedTxns` frames of about
+/// [`TXN_FRAME_BYTES`] each, each frame naming the txn before its first.
+pub fn txn_frames(prev: i64, entries: &[LogEntry]) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     let mut bufs = Vec::new();
     let mut bytes = 0;
+    let mut before = prev;
     for e in entries {
         let b = e.encode();
         bytes += b.len();
         bufs.push(b);
         if bytes >= TXN_FRAME_BYTES {
-            frames.push(envelope::feed_txns_frame(&bufs));
+            frames.push(envelope::feed_txns_frame(before, &bufs));
             bufs.clear();
             bytes = 0;
+            before = e.hdr.zxid;
         }
     }
     if !bufs.is_empty() {
-        frames.push(envelope::feed_txns_frame(&bufs));
+        frames.push(envelope::feed_txns_frame(before, &bufs));
     }
     frames
 }

@@ -69,7 +69,7 @@ fn drain(rx: &mut mpsc::Receiver<Vec<u8>>) -> (Vec<i64>, Vec<Envelope>) {
     let mut other = Vec::new();
     while let Ok(f) = rx.try_recv() {
         match decode(&f).unwrap() {
-            Envelope::FeedTxns(es) => zxids.extend(es.iter().map(|e| e.hdr.zxid)),
+            Envelope::FeedTxns { entries, .. } => zxids.extend(entries.iter().map(|e| e.hdr.zxid)),
             e => other.push(e),
         }
     }
@@ -247,13 +247,16 @@ fn txn_frames_are_cut_near_the_frame_size() {
             e
         })
         .collect();
-    let frames = txn_frames(&big);
+    let frames = txn_frames(0, &big);
     assert!(frames.len() >= 3, "{} frames", frames.len());
     let mut back = Vec::new();
     for f in frames {
         assert!(f.len() < 2 * TXN_FRAME_BYTES);
         match decode(&f).unwrap() {
-            Envelope::FeedTxns(es) => back.extend(es),
+            Envelope::FeedTxns { prev, entries } => {
+                assert_eq!(prev, back.last().map_or(0, |e: &LogEntry| e.hdr.zxid));
+                back.extend(entries)
+            }
             e => panic!("{e:?}"),
         }
     }

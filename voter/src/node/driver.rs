@@ -541,7 +541,7 @@ impl Driver {
             }
             Envelope::Relayed { origin, inner } => self.relayed(origin, Some(from), *inner),
             Envelope::FeedHello { .. }
-            | Envelope::FeedTxns(_)
+            | Envelope::FeedTxns { .. }
             | Envelope::FeedSnapBegin { .. }
             | Envelope::FeedSnapChunk(_)
             | Envelope::FeedStatus(_) => {

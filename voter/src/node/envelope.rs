@@ -121,8 +121,13 @@ pub enum Envelope {
         observer: u64,
         last_zxid: i64,
     },
-    /// Upstream → downstream: committed txns, in zxid order.
-    FeedTxns(Vec<LogEntry>),
+    /// Upstream → downstream: committed txns, in zxid order, following the
+    /// txn `prev` (the one the downstream must have applied last), so a gap
+    /// is caught even across an epoch change.
+    FeedTxns {
+        prev: i64,
+        entries: Vec<LogEntry>,
+    },
     /// Upstream → downstream: a snapshot of `len` bytes at `zxid` follows in
     /// [`Envelope::FeedSnapChunk`]s; committed txns after it come next.
     FeedSnapBegin {
@@ -251,8 +256,9 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
             w.write_i64(*observer as i64);
             w.write_i64(*last_zxid);
         }
-        Envelope::FeedTxns(entries) => {
+        Envelope::FeedTxns { prev, entries } => {
             w.write_raw(&[TAG_FEED_TXNS]);
+            w.write_i64(*prev);
             w.write_raw(&wire::encode_entries(entries));
         }
         Envelope::FeedSnapBegin { zxid, len } => {
@@ -277,9 +283,10 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
 }
 
 /// A `FeedTxns` frame from entries already encoded one by one; the same
-/// bytes as `encode(&Envelope::FeedTxns(..))` of those entries.
-pub fn feed_txns_frame(bufs: &[Vec<u8>]) -> Vec<u8> {
+/// bytes as `encode(&Envelope::FeedTxns { prev, .. })` of those entries.
+pub fn feed_txns_frame(prev: i64, bufs: &[Vec<u8>]) -> Vec<u8> {
     let mut f = vec![TAG_FEED_TXNS];
+    f.extend_from_slice(&prev.to_be_bytes());
     f.extend_from_slice(&wire::encode_entry_buffers(bufs));
     f
 }
@@ -290,7 +297,12 @@ pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
         return Ok(Envelope::Zab(wire::decode_message(rest)?));
     }
     if tag == TAG_FEED_TXNS {
-        return Ok(Envelope::FeedTxns(wire::decode_entries(rest)?));
+        let mut r = Reader::new(rest);
+        let prev = r.read_i64()?;
+        return Ok(Envelope::FeedTxns {
+            prev,
+            entries: wire::decode_entries(&rest[8..])?,
+        });
     }
     let mut r = Reader::new(rest);
     let e = match tag {
@@ -454,27 +466,33 @@ mod tests {
                 observer: 4,
                 last_zxid: (3 << 32) | 17,
             },
-            Envelope::FeedTxns(vec![
-                LogEntry {
-                    hdr: corral_store::TxnHeader {
-                        session_id: 1,
-                        cxid: 2,
-                        zxid: (1 << 32) | 1,
-                        time_ms: 5,
+            Envelope::FeedTxns {
+                prev: 1 << 32,
+                entries: vec![
+                    LogEntry {
+                        hdr: corral_store::TxnHeader {
+                            session_id: 1,
+                            cxid: 2,
+                            zxid: (1 << 32) | 1,
+                            time_ms: 5,
+                        },
+                        txn: corral_store::Txn::Delete { path: "/a".into() },
                     },
-                    txn: corral_store::Txn::Delete { path: "/a".into() },
-                },
-                LogEntry {
-                    hdr: corral_store::TxnHeader {
-                        session_id: 0,
-                        cxid: 0,
-                        zxid: (1 << 32) | 2,
-                        time_ms: 6,
+                    LogEntry {
+                        hdr: corral_store::TxnHeader {
+                            session_id: 0,
+                            cxid: 0,
+                            zxid: (1 << 32) | 2,
+                            time_ms: 6,
+                        },
+                        txn: corral_store::Txn::CloseSession,
                     },
-                    txn: corral_store::Txn::CloseSession,
-                },
-            ]),
-            Envelope::FeedTxns(vec![]),
+                ],
+            },
+            Envelope::FeedTxns {
+                prev: 0,
+                entries: vec![],
+            },
             Envelope::FeedSnapBegin {
                 zxid: 1 << 32,
                 len: 1 << 40,

@@ -424,8 +424,8 @@ fn stream_some(j: &mut Job, chunk: usize, n: usize) -> Streamed {
 
 fn brief(e: &Envelope) -> String {
     match e {
-        Envelope::FeedTxns(es) => format!(
-            "txns {:#x}..={:#x} ({})",
+        Envelope::FeedTxns { prev, entries: es } => format!(
+            "txns after {prev:#x}: {:#x}..={:#x} ({})",
             es.first().map_or(0, |e| e.hdr.zxid),
             es.last().map_or(0, |e| e.hdr.zxid),
             es.len()
