@@ -59,10 +59,13 @@ pub(crate) fn spawn(
     window: Window,
     rx: Receiver<Input>,
     self_tx: SyncSender<Input>,
+    prober: corral_voter::liveness::Prober,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("corral-observer".into())
         .spawn(move || {
+            // The probes run as long as the driver does.
+            let _prober = prober;
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Driver::new(opts, shared, log, window, self_tx).run(rx)
             }));
@@ -255,6 +258,11 @@ impl Driver {
                 reply,
             }) => self.revalidate(session_id, timeout_ms, reply),
             Input::Up(ev) => self.up_event(ev),
+            Input::UpstreamGone(addr) => {
+                if self.up.as_ref().is_some_and(|u| u.addr == addr.to_string()) {
+                    self.drop_upstream("its port refuses packets (the process is gone)");
+                }
+            }
             Input::Feed(ev) => self.feed_event(ev),
             Input::FeedSnapSent { sub, zxid, ok } => {
                 let job = self.with_feed(|hub, src| hub.snapshot_sent(sub, zxid, ok, src));

@@ -38,7 +38,9 @@
 //! its leader, and serves read-only clients with local sessions when
 //! read-only mode is on. An upstream that stays unreachable, or not serving
 //! for [`ObserverOptions::upstream_grace_ms`], is dropped for the next one
-//! in preference order (same region first).
+//! in preference order (same region first). A dead upstream process is
+//! noticed at once by the voters' liveness probe (its port refuses a
+//! one-byte UDP probe), a silent host by the QUIC idle timeout (3 s).
 
 mod driver;
 mod upstream;
@@ -54,6 +56,7 @@ use corral_store::{DataTree, TxnLog};
 use corral_voter::certs::PeerTls;
 use corral_voter::feed::link::{FeedEndpoint, FeedSink, FeedTiming};
 use corral_voter::feed::FeedEvent;
+use corral_voter::liveness::Prober;
 use corral_voter::node::waits::{ClientInput, ClientQueue};
 
 /// Bound of the observer's input queue.
@@ -119,6 +122,9 @@ pub(crate) enum Input {
     /// A client's write, `sync` or session revalidation.
     Client(ClientInput),
     Up(upstream::UpEvent),
+    /// The liveness probe found nothing listening at this upstream address
+    /// (its process is gone): stop waiting for the idle timeout.
+    UpstreamGone(SocketAddr),
     /// Feeds of observers below this one.
     Feed(FeedEvent),
     FeedSnapSent {
@@ -215,8 +221,28 @@ impl NodeRole for ObserverRole {
             }
             let window = driver::recovered_window(&shared, log.as_ref())
                 .map_err(|e| NodeError::Role(format!("reading the txn log: {e}")))?;
-            upstream::spawn(endpoint, opts.preference(), tx.clone());
-            driver::spawn(opts, shared, log, window, rx, tx.clone())
+            let preference = opts.preference();
+            // One-byte UDP probes: a dead upstream's port answers with ICMP
+            // "unreachable" (see corral_voter::liveness), and the observer
+            // moves on at once rather than after the QUIC idle timeout.
+            let probe_tx = tx.clone();
+            let addrs: Vec<SocketAddr> = preference.iter().map(|u| u.addr).collect();
+            let prober = Prober::start(
+                addrs
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .map(|(i, a)| (i as u64, a))
+                    .collect(),
+                std::time::Duration::from_millis((opts.tick_ms / 2).max(10)),
+                move |i| {
+                    if let Some(&a) = addrs.get(i as usize) {
+                        let _ = probe_tx.try_send(Input::UpstreamGone(a));
+                    }
+                },
+            );
+            upstream::spawn(endpoint, preference, tx.clone());
+            driver::spawn(opts, shared, log, window, rx, tx.clone(), prober)
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
             let repl: Arc<dyn Replicator> =
                 Arc::new(ClientQueue::new(tx, Input::Client, client_input));

@@ -196,6 +196,7 @@ fn an_observer_moves_to_the_next_upstream_when_its_own_dies() -> Result<()> {
     let t0 = Instant::now();
     loop {
         if e.observer_upstream(0) == Some(2) {
+            eprintln!("observer moved to the next upstream in {:?}", t0.elapsed());
             break;
         }
         ensure!(
