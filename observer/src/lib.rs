@@ -38,7 +38,9 @@
 //! its leader, and serves read-only clients with local sessions when
 //! read-only mode is on. An upstream that stays unreachable, or not serving
 //! for [`ObserverOptions::upstream_grace_ms`], is dropped for the next one
-//! in preference order (same region first). A dead upstream process is
+//! in preference order (same region first); an observer fed from another
+//! region returns to its own as soon as an upstream there answers again
+//! (tried every 5 s). A dead upstream process is
 //! noticed at once by the voters' liveness probe (its port refuses a
 //! one-byte UDP probe), a silent host by the QUIC idle timeout (3 s).
 
@@ -241,7 +243,11 @@ impl NodeRole for ObserverRole {
                     }
                 },
             );
-            upstream::spawn(endpoint, preference, tx.clone());
+            let home = preference
+                .iter()
+                .take_while(|u| u.region == opts.region)
+                .count();
+            upstream::spawn(endpoint, preference, home, tx.clone());
             driver::spawn(opts, shared, log, window, rx, tx.clone(), prober)
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
             let repl: Arc<dyn Replicator> =

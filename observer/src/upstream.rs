@@ -4,7 +4,10 @@
 //! After a connection ends (the upstream died, or the driver dropped it for
 //! not serving), the next upstream in the list is tried, wrapping around;
 //! a whole round of failed dials waits a little and starts again from the
-//! most preferred.
+//! most preferred. While fed from another region although upstreams of the
+//! observer's own region are configured, it tries those every
+//! [`REGION_RETRY`] and moves back to the first that answers, so a region
+//! that failed over across a WAN link returns home once it can.
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
@@ -19,6 +22,8 @@ use crate::{Input, Upstream};
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const ROUND_BACKOFF: Duration = Duration::from_millis(500);
 const NEXT_DELAY: Duration = Duration::from_millis(20);
+/// How often an observer fed from another region tries its own again.
+pub const REGION_RETRY: Duration = Duration::from_secs(5);
 
 /// What the upstream task tells the driver.
 pub(crate) enum UpEvent {
@@ -51,21 +56,50 @@ async fn deliver(tx: &SyncSender<Input>, ev: UpEvent) -> bool {
     }
 }
 
-pub(crate) fn spawn(endpoint: FeedEndpoint, upstreams: Vec<Upstream>, tx: SyncSender<Input>) {
+/// Runs the upstream connections. `upstreams` are in preference order, and
+/// the first `home` of them are in this observer's own region.
+pub(crate) fn spawn(
+    endpoint: FeedEndpoint,
+    upstreams: Vec<Upstream>,
+    home: usize,
+    tx: SyncSender<Input>,
+) {
     tokio::spawn(async move {
         let n = upstreams.len();
         let mut i = 0;
         let mut failed_in_row = 0;
+        // A connection found while another was in use.
+        let mut found: Option<(usize, u64, quinn::Connection)> = None;
         loop {
+            let dialed = match found.take() {
+                Some((k, id, conn)) => {
+                    i = k;
+                    Ok((id, conn))
+                }
+                None => endpoint.dial(upstreams[i].addr, DIAL_TIMEOUT).await,
+            };
             let u = &upstreams[i];
-            match endpoint.dial(u.addr, DIAL_TIMEOUT).await {
+            match dialed {
                 Ok((id, conn)) => {
                     failed_in_row = 0;
                     tracing::info!(upstream = id, addr = %u.addr, region = %u.region, "observer feed connected to upstream");
-                    if !run(conn, id, u.addr.to_string(), &tx).await {
+                    // Away from home: look for a way back meanwhile.
+                    let homes = if i >= home {
+                        &upstreams[..home]
+                    } else {
+                        &[][..]
+                    };
+                    let back = find_home(&endpoint, homes);
+                    let (alive, better) = run(conn, id, u.addr.to_string(), &tx, back).await;
+                    if !alive {
                         return;
                     }
                     tracing::info!(upstream = id, addr = %u.addr, "observer feed from upstream ended");
+                    if let Some(b) = better {
+                        tracing::info!(addr = %upstreams[b.0].addr, "moving back to an upstream in this observer's region");
+                        found = Some(b);
+                        continue;
+                    }
                 }
                 Err(e) => {
                     failed_in_row += 1;
@@ -87,8 +121,29 @@ pub(crate) fn spawn(endpoint: FeedEndpoint, upstreams: Vec<Upstream>, tx: SyncSe
     });
 }
 
-/// Runs one upstream connection; false when the driver is gone.
-async fn run(conn: quinn::Connection, upstream: u64, addr: String, tx: &SyncSender<Input>) -> bool {
+/// Every [`REGION_RETRY`], dials the home-region upstreams in order;
+/// returns the first that answers. Never returns when there are none.
+async fn find_home(endpoint: &FeedEndpoint, homes: &[Upstream]) -> (usize, u64, quinn::Connection) {
+    loop {
+        tokio::time::sleep(REGION_RETRY).await;
+        for (k, u) in homes.iter().enumerate() {
+            if let Ok((id, conn)) = endpoint.dial(u.addr, DIAL_TIMEOUT).await {
+                return (k, id, conn);
+            }
+        }
+    }
+}
+
+/// Runs one upstream connection until it ends or `better` finds a home
+/// upstream (then returned, and this connection closed). The flag is false
+/// when the driver is gone.
+async fn run(
+    conn: quinn::Connection,
+    upstream: u64,
+    addr: String,
+    tx: &SyncSender<Input>,
+    better: impl std::future::Future<Output = (usize, u64, quinn::Connection)>,
+) -> (bool, Option<(usize, u64, quinn::Connection)>) {
     let id = next_sub();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
     let ev = UpEvent::Connected {
@@ -98,7 +153,7 @@ async fn run(conn: quinn::Connection, upstream: u64, addr: String, tx: &SyncSend
         out,
     };
     if !deliver(tx, ev).await {
-        return false;
+        return (false, None);
     }
     let reader = {
         let conn = conn.clone();
@@ -114,10 +169,14 @@ async fn run(conn: quinn::Connection, upstream: u64, addr: String, tx: &SyncSend
             true
         }
     };
-    let alive = tokio::select! {
-        alive = reader => alive,
-        _ = write_frames(conn.clone(), rx) => true,
+    let (alive, found) = tokio::select! {
+        alive = reader => (alive, None),
+        _ = write_frames(conn.clone(), rx) => (true, None),
+        b = better => (true, Some(b)),
     };
     conn.close(0u32.into(), b"feed closed");
-    deliver(tx, UpEvent::Closed { conn: id }).await && alive
+    (
+        deliver(tx, UpEvent::Closed { conn: id }).await && alive,
+        found,
+    )
 }

@@ -163,9 +163,10 @@ fn observers_serve_reads_forward_writes_and_chain() -> Result<()> {
 }
 
 #[test]
-fn an_observer_moves_to_the_next_upstream_when_its_own_dies() -> Result<()> {
+fn an_observer_moves_to_the_next_upstream_when_its_own_dies_and_returns_home() -> Result<()> {
     // Goal: an observer fed by voter A (in its own region) moves to voter B
-    // when A is killed, keeps serving with everything, and takes writes.
+    // when A is killed, keeps serving with everything, and takes writes;
+    // when A is back it returns to A (its region) with nothing lost.
     let e = EnsembleProc::builder(3)
         .observers(1)
         .observer_set(Some(0), "region", "\"eu\"")
@@ -223,7 +224,33 @@ fn an_observer_moves_to_the_next_upstream_when_its_own_dies() -> Result<()> {
         ensure!(h.err == 0, "create after failover: {}", h.err);
         Ok(())
     })?;
-    Ok(())
+    // Its own region's upstream comes back: the observer returns to it.
+    e.nodes[2].start_again()?;
+    e.wait_serving(Duration::from_secs(30))?;
+    let t0 = Instant::now();
+    while e.observer_upstream(0) != Some(3) {
+        ensure!(
+            t0.elapsed() < Duration::from_secs(30),
+            "observer did not return to its region's upstream: {:?}",
+            e.observer_mntr(0)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("observer returned to its region in {:?}", t0.elapsed());
+    let m = e.observer_mntr(0).context("mntr")?;
+    assert_eq!(
+        m.get("corral_observer_failovers").map(String::as_str),
+        Some("2"),
+        "{m:?}"
+    );
+    rt.block_on(async {
+        let o = RawClient::connect(e.observer_addr(0), 4000).await?;
+        ensure!(
+            read_after_sync(&o, "/after").await?.as_deref() == Some(&b"2"[..]),
+            "lost a write moving back"
+        );
+        Ok(())
+    })
 }
 
 #[test]
