@@ -369,6 +369,20 @@ async fn try_connect(
     .await
 }
 
+/// A session whose certificate has bound it to a tenant (whoAmI answers):
+/// tenants given at start are written one after the other, so a session
+/// opened at once may find its tenant missing and be refused; retry.
+async fn connect_bound(addr: SocketAddr, tls: &TlsConnector) -> Session<TlsStream<TcpStream>> {
+    for _ in 0..100 {
+        let mut s = connect(addr, tls).await;
+        if s.call(&Request::WhoAmI).await.0.err == code::OK {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the certificate never bound a session to a tenant");
+}
+
 async fn connect(addr: SocketAddr, tls: &TlsConnector) -> Session<TlsStream<TcpStream>> {
     match try_connect(addr, tls).await {
         Ok(s) => s,
@@ -413,7 +427,7 @@ fn client_cert_dn_is_the_x509_principal_and_acl_identity() {
         assert_eq!(hdr.err, code::OK);
         assert_eq!(a.get_data("/team-a").await, code::OK);
 
-        let mut b = connect(node.secure, &connector(&ca, Some(&bob))).await;
+        let mut b = connect_bound(node.secure, &connector(&ca, Some(&bob))).await;
         assert_eq!(
             b.who_am_i().await[1],
             ("x509".to_string(), client_dn("svc-b", "team-b"))
@@ -1058,6 +1072,81 @@ fn rsa_v1_client_cert_like_kazoos_is_accepted() {
     });
 }
 
+/// A TLS node with tenants team-a and team-b, each bound by one x509 rule,
+/// refusing sessions no tenant claims.
+fn two_tenant_node(
+    files: &ServerFiles,
+    rule_a: corral_tenant::X509Rule,
+    rule_b: corral_tenant::X509Rule,
+) -> TlsNode {
+    use corral_server::tenancy::UnboundPolicy;
+    use corral_tenant::{Binding, Tenant};
+    TlsNode::start(files, move |o, _| {
+        let mut tenants = Vec::new();
+        for (name, rule) in [("team-a", rule_a.clone()), ("team-b", rule_b.clone())] {
+            let mut t = Tenant::new(name);
+            t.bindings.push(Binding::X509 { rule });
+            tenants.push(t);
+        }
+        o.tenancy.bootstrap = tenants;
+        o.tenancy.unbound = UnboundPolicy::Refuse;
+    })
+}
+
+#[test]
+fn client_certificates_bind_sessions_to_tenants_by_subject_dn_and_cn() {
+    // Goal: through TLS, a session binds by the subject DN in RFC 2253 form
+    // (as Java's X500Principal.getName() prints it) or by the CN; a DN rule
+    // beats a CN rule when one certificate matches both (the more specific
+    // rule kind first); a certificate matching neither is refused under the
+    // `refuse` policy; whoAmI names the tenant.
+    use corral_tenant::X509Rule;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("corral test CA");
+    let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
+    let node = two_tenant_node(
+        &files,
+        X509Rule::SubjectDn {
+            dn: client_dn("svc-b", "team-a"),
+        },
+        X509Rule::Cn { cn: "svc-b".into() },
+    );
+    // Same CN, different OU: the first matches team-a's DN (and team-b's
+    // CN), the second only team-b's CN.
+    let by_dn = ca.client("svc-b", "team-a");
+    let by_cn = ca.client("svc-b", "team-z");
+    let neither = ca.client("svc-q", "team-q");
+    run(async {
+        let mut a = connect_bound(node.secure, &connector(&ca, Some(&by_dn))).await;
+        let (hdr, _) = a
+            .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
+            .await;
+        assert_eq!(hdr.err, code::OK);
+        let who = a.who_am_i().await;
+        assert!(
+            who.iter().any(|(_, v)| v == "team-a"),
+            "DN beats CN: {who:?}"
+        );
+        let mut b = connect_bound(node.secure, &connector(&ca, Some(&by_cn))).await;
+        let who = b.who_am_i().await;
+        assert!(who.iter().any(|(_, v)| v == "team-b"), "CN rule: {who:?}");
+        assert_eq!(
+            b.get_data("/x").await,
+            code::NO_NODE,
+            "team-a's /x is not team-b's"
+        );
+        let mut c = connect(node.secure, &connector(&ca, Some(&neither))).await;
+        let (hdr, _) = c
+            .call(&Request::GetData(common::path_watch("/", false)))
+            .await;
+        assert_ne!(
+            hdr.err,
+            code::OK,
+            "a certificate no tenant claims is refused"
+        );
+    });
+}
+
 #[test]
 fn client_certificates_bind_sessions_to_tenants_by_san() {
     // Goal: on the TLS listener a session binds to the tenant whose x509 rule
@@ -1065,50 +1154,33 @@ fn client_certificates_bind_sessions_to_tenants_by_san() {
     // team-b), each sees only its own namespace under the same client paths,
     // whoAmI names the tenant, and a certificate no tenant claims is refused
     // under the `refuse` policy.
-    use corral_server::tenancy::UnboundPolicy;
-    use corral_tenant::{Binding, Tenant, X509Rule};
+    use corral_tenant::X509Rule;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new("corral test CA");
     let files = ServerFiles::write(dir.path(), &ca.server("corral-1"), &ca);
-    let node = TlsNode::start(&files, |o, _| {
-        let mut a = Tenant::new("team-a");
-        a.bindings.push(Binding::X509 {
-            rule: X509Rule::SanUri {
-                pattern: "spiffe://corp/team-a/*".into(),
-            },
-        });
-        let mut b = Tenant::new("team-b");
-        b.bindings.push(Binding::X509 {
-            rule: X509Rule::SanEmail {
-                pattern: "*@team-b.corp".into(),
-            },
-        });
-        o.tenancy.bootstrap = vec![a, b];
-        o.tenancy.unbound = UnboundPolicy::Refuse;
-    });
+    let node = two_tenant_node(
+        &files,
+        X509Rule::SanUri {
+            pattern: "spiffe://corp/team-a/*".into(),
+        },
+        X509Rule::SanEmail {
+            pattern: "*@team-b.corp".into(),
+        },
+    );
     let alice = ca.client("svc-a", "team-a");
     let bob = ca.client("svc-b", "team-b");
     let carol = ca.client("svc-c", "team-c");
     run(async {
-        // The tenants are written at start; until then a session is unbound.
-        let mut a = None;
-        for _ in 0..100 {
-            let mut s = connect(node.secure, &connector(&ca, Some(&alice))).await;
-            let (hdr, _) = s
-                .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
-                .await;
-            if hdr.err == code::OK {
-                a = Some(s);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut a = a.expect("team-a's certificate binds once the tenant exists");
+        let mut a = connect_bound(node.secure, &connector(&ca, Some(&alice))).await;
+        let (hdr, _) = a
+            .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
+            .await;
+        assert_eq!(hdr.err, code::OK);
         assert!(
             a.who_am_i().await.iter().any(|(_, v)| v == "team-a"),
             "whoAmI names the tenant"
         );
-        let mut b = connect(node.secure, &connector(&ca, Some(&bob))).await;
+        let mut b = connect_bound(node.secure, &connector(&ca, Some(&bob))).await;
         assert_eq!(
             b.get_data("/x").await,
             code::NO_NODE,
