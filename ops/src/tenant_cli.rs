@@ -1,5 +1,5 @@
-//! `corral cli tenant create|update|delete|list|show`: tenant admin over the
-//! ZooKeeper protocol, as a super user.
+//! `corral cli tenant create|update|delete|list|show|usage`: tenant admin over
+//! the ZooKeeper protocol, as a super user.
 //!
 //! The registry is a set of znodes (`/zookeeper/corral/tenants/<name>`, see
 //! `corral_server::tenancy`), so every change is an ordinary write any node
@@ -66,6 +66,11 @@ pub enum TenantCmd {
     List,
     /// Print a tenant's record as JSON.
     Show { name: String },
+    /// A tenant's tree usage against its quotas: znodes, data bytes and
+    /// ephemerals strictly below its root, counted by walking the subtree
+    /// (the same figures the servers' counters hold; sessions, connections,
+    /// watches and request rates are per serving node and not shown).
+    Usage { name: String },
 }
 
 /// Changes to a tenant record, applied in this order: `--file` replaces the
@@ -141,6 +146,7 @@ async fn dispatch(args: CliArgs) -> Result<String> {
         TenantCmd::Create { name, root, edit } => create(&mut c, &name, root, &edit).await,
         TenantCmd::Update { name, edit } => update(&mut c, &name, &edit).await,
         TenantCmd::Delete { name } => delete(&mut c, &name).await,
+        TenantCmd::Usage { name } => usage(&mut c, &name).await,
     };
     let _ = c.close().await;
     out
@@ -236,6 +242,54 @@ async fn read_record(c: &mut Client, name: &str) -> Result<(Tenant, i32)> {
     let t = Tenant::from_json(data.as_deref().unwrap_or_default())
         .with_context(|| format!("{path} holds an invalid record"))?;
     Ok((t, stat.version))
+}
+
+/// Walks the tenant's subtree (after a `sync`, so the node asked is up to
+/// date) and prints its usage against its tree quotas.
+async fn usage(c: &mut Client, name: &str) -> Result<String> {
+    let (t, _) = read_record(c, name).await?;
+    let r = c.call(&Request::Sync(t.root.clone())).await?;
+    check(r.header.err, &format!("sync {}", t.root))?;
+    let (mut znodes, mut bytes, mut ephemerals) = (0u64, 0u64, 0u64);
+    let mut todo = vec![t.root.clone()];
+    while let Some(dir) = todo.pop() {
+        for child in children(c, &dir).await? {
+            let path = if dir == "/" {
+                format!("/{child}")
+            } else {
+                format!("{dir}/{child}")
+            };
+            let r = c
+                .call(&Request::Exists(PathWatch {
+                    path: path.clone(),
+                    watch: false,
+                }))
+                .await?;
+            if r.header.err == ErrorCode::NoNode.code() {
+                continue; // deleted meanwhile
+            }
+            check(r.header.err, &path)?;
+            let Response::Stat(stat) = r.body else {
+                bail!("{path}: unexpected reply");
+            };
+            znodes += 1;
+            bytes += stat.data_length.max(0) as u64;
+            if stat.ephemeral_owner != 0 {
+                ephemerals += 1;
+            }
+            if stat.num_children > 0 {
+                todo.push(path);
+            }
+        }
+    }
+    let limit = |q: Option<u64>| q.map_or_else(|| "no limit".to_string(), |v| v.to_string());
+    Ok(format!(
+        "tenant {name} (root {})\nznodes\t{znodes}\t{}\ndata_bytes\t{bytes}\t{}\nephemerals\t{ephemerals}\t{}",
+        t.root,
+        limit(t.quotas.max_znodes),
+        limit(t.quotas.max_data_bytes),
+        limit(t.quotas.max_ephemerals),
+    ))
 }
 
 fn pretty(t: &Tenant) -> Result<Vec<u8>> {

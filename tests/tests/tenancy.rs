@@ -209,8 +209,9 @@ fn cli(server: &ServerProc, args: &[&str]) -> Result<(bool, String)> {
 fn cli_creates_updates_lists_shows_and_deletes_tenants() -> Result<()> {
     // Goal: `corral cli tenant` manages tenants on a running server: a created
     // tenant binds at once and its quota holds, an update applies to the next
-    // write, bad input fails with a message and changes nothing, and delete
-    // removes the record but keeps the data.
+    // write, `usage` shows the tree usage against the quotas, bad input fails
+    // with a message and changes nothing, and delete removes the record but
+    // keeps the data.
     let server = ServerProc::builder()
         .set("tenant_unbound", "\"refuse\"")
         .start()?;
@@ -269,6 +270,19 @@ fn cli_creates_updates_lists_shows_and_deletes_tenants() -> Result<()> {
         ensure!(h.err == 0, "after update: {}", h.err);
         anyhow::Ok(())
     })?;
+    // Usage against the quotas: three 1-byte znodes below the root.
+    let (ok, out) = cli(&server, &["tenant", "usage", "team-x"])?;
+    ensure!(
+        ok && out.contains("znodes\t3\t3")
+            && out.contains("data_bytes\t3\tno limit")
+            && out.contains("ephemerals\t0\tno limit"),
+        "usage: {out}"
+    );
+    let (ok, out) = cli(&server, &["tenant", "usage", "nope"])?;
+    ensure!(
+        !ok && out.contains("no tenant"),
+        "usage of a missing tenant: {out}"
+    );
     let (ok, out) = cli(&server, &["tenant", "delete", "team-x"])?;
     ensure!(ok && out.contains("kept"), "delete: {out}");
     let (ok, out) = cli(&server, &["tenant", "list"])?;
