@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,6 @@ struct Driver {
     last_status: FeedStatus,
     failovers: u64,
     last_upstream: Option<u64>,
-    last_tick: Instant,
 }
 
 /// What this observer feeds the observers below it from.
@@ -200,7 +199,6 @@ impl Driver {
             last_status: FeedStatus::default(),
             failovers: 0,
             last_upstream: None,
-            last_tick: Instant::now(),
             shared,
         };
         d.update_mode();
@@ -209,32 +207,7 @@ impl Driver {
 
     fn run(mut self, rx: Receiver<Input>) {
         let tick = Duration::from_millis(self.opts.tick_ms.max(10));
-        loop {
-            // A feed catching up is moved on every millisecond or so.
-            let wait = if self.hub.catching_up() {
-                Duration::from_millis(1)
-            } else {
-                tick.saturating_sub(self.last_tick.elapsed())
-            };
-            match rx.recv_timeout(wait) {
-                Ok(i) => self.input(i),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let mut n = 1;
-            while n < MAX_ROUND {
-                match rx.try_recv() {
-                    Ok(i) => self.input(i),
-                    Err(_) => break,
-                }
-                n += 1;
-            }
-            if self.last_tick.elapsed() >= tick {
-                self.last_tick = Instant::now();
-                self.tick();
-            }
-            self.pump_feeds();
-        }
+        waits::run_rounds(&mut self, &rx, tick, MAX_ROUND);
     }
 
     /// Moves catching-up observer feeds one chunk on.
@@ -847,5 +820,23 @@ impl Driver {
                 *m = info;
             }
         }
+    }
+}
+
+impl waits::Rounds<Input> for Driver {
+    fn input(&mut self, i: Input) {
+        Driver::input(self, i)
+    }
+
+    fn tick(&mut self) {
+        Driver::tick(self)
+    }
+
+    fn end_round(&mut self) {
+        self.pump_feeds();
+    }
+
+    fn hurry(&self) -> bool {
+        self.hub.catching_up()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,7 +115,6 @@ struct Driver {
     rpcs: Rpcs,
     /// Leader: which server each session's client is connected to.
     owners: HashMap<i64, u64>,
-    last_tick: Instant,
     last_reap: Instant,
     applied_since_snapshot: u64,
     snapshot_running: Arc<AtomicBool>,
@@ -189,7 +188,6 @@ impl Driver {
             waiters: Waiters::default(),
             rpcs: Rpcs::default(),
             owners: HashMap::new(),
-            last_tick: Instant::now(),
             last_reap: Instant::now(),
             applied_since_snapshot: 0,
             snapshot_running: Arc::new(AtomicBool::new(false)),
@@ -213,33 +211,7 @@ impl Driver {
         // failure detection land within a quarter tick of their deadline.
         let tick = Duration::from_millis((self.opts.tick_ms / 4).max(1));
         self.pump();
-        loop {
-            // A feed catching up is moved on every millisecond or so.
-            let wait = if self.hub.catching_up() {
-                Duration::from_millis(1)
-            } else {
-                tick.saturating_sub(self.last_tick.elapsed())
-            };
-            match rx.recv_timeout(wait) {
-                Ok(i) => self.input(i),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            let mut n = 1;
-            while n < MAX_ROUND {
-                match rx.try_recv() {
-                    Ok(i) => self.input(i),
-                    Err(_) => break,
-                }
-                n += 1;
-            }
-            if self.last_tick.elapsed() >= tick {
-                self.last_tick = Instant::now();
-                self.tick();
-            }
-            self.pump();
-            self.pump_feeds();
-        }
+        waits::run_rounds(&mut self, &rx, tick, MAX_ROUND);
     }
 
     /// Moves catching-up observer feeds one chunk on.
@@ -379,34 +351,42 @@ impl Driver {
                     Some(p) => Origin::Relayed { id: origin, via: p },
                     None => Origin::Feed { id: origin },
                 };
-                match self.serving {
-                    Some(l) if l == self.id => self.lead_relayed(via, req),
-                    Some(l) if from.is_none() => {
-                        let env = Envelope::Relayed {
-                            origin,
-                            inner: Box::new(req),
-                        };
-                        self.send_env(l, Channel::Forward, &env);
-                    }
-                    _ => {
-                        // Not serving: a write is refused at once so the
-                        // observer's client does not wait; the rest are
-                        // dropped and time out ("unknown", not "expired").
-                        if let Envelope::Forward {
-                            session_id, cxid, ..
-                        } = req
-                        {
-                            self.answer(via, Envelope::ForwardFailed { session_id, cxid });
-                        }
-                    }
-                }
+                self.request(via, req);
             }
             other => tracing::warn!(?other, "unexpected relayed envelope; ignoring"),
         }
     }
 
-    /// The leader handles an observer's relayed request.
-    fn lead_relayed(&mut self, origin: Origin, req: Envelope) {
+    /// A request for the leader (a forwarded write, touches, revalidation,
+    /// `sync`) from a voter peer or an observer. The leader handles it; a
+    /// follower passes an observer's request from its own feeds up to the
+    /// leader (a voter peer forwards to the leader itself); a node that
+    /// cannot do either refuses a write at once, so the client does not
+    /// wait, and drops the rest, which then time out as "unknown", never as
+    /// "expired".
+    fn request(&mut self, origin: Origin, req: Envelope) {
+        match (self.serving, origin) {
+            (Some(l), _) if l == self.id => self.lead_request(origin, req),
+            (Some(l), Origin::Feed { id }) => {
+                let env = Envelope::Relayed {
+                    origin: id,
+                    inner: Box::new(req),
+                };
+                self.send_env(l, Channel::Forward, &env);
+            }
+            _ => {
+                if let Envelope::Forward {
+                    session_id, cxid, ..
+                } = req
+                {
+                    self.answer(origin, Envelope::ForwardFailed { session_id, cxid });
+                }
+            }
+        }
+    }
+
+    /// The leader handles a request from a peer or an observer.
+    fn lead_request(&mut self, origin: Origin, req: Envelope) {
         let id = origin.server(self.id);
         match req {
             Envelope::Forward {
@@ -435,9 +415,12 @@ impl Driver {
         }
     }
 
-    /// Sends an answer back toward a relayed request's observer.
+    /// Sends an answer back toward where a request came from.
     fn answer(&mut self, origin: Origin, env: Envelope) {
         match origin {
+            Origin::Peer(p) => {
+                self.send_env(p, Channel::Forward, &env);
+            }
             Origin::Relayed { id, via } => {
                 let env = Envelope::Relayed {
                     origin: id,
@@ -452,7 +435,7 @@ impl Driver {
                 };
                 self.hub.route(id, &env);
             }
-            Origin::Local | Origin::Peer(_) => {}
+            Origin::Local => {}
         }
     }
 
@@ -493,51 +476,16 @@ impl Driver {
                 };
                 self.core.handle_message(now, ServerId(from), msg);
             }
-            Envelope::Forward {
-                session_id,
-                cxid,
-                principals,
-                op,
-            } => {
-                let op = op.into_write();
-                self.lead_write(
-                    Origin::Peer(from),
-                    session_id,
-                    cxid,
-                    Arc::new(principals),
-                    op,
-                    None,
-                );
-            }
+            req @ (Envelope::Forward { .. }
+            | Envelope::Touch { .. }
+            | Envelope::Revalidate { .. }
+            | Envelope::Sync { .. }) => self.request(Origin::Peer(from), req),
             Envelope::ForwardFailed { session_id, cxid } => {
                 // Dropping the completion closes the client's connection.
                 self.waiters.take(session_id, cxid);
             }
-            Envelope::Touch { sessions } => self.touched(from, sessions),
-            Envelope::Revalidate {
-                req,
-                session_id,
-                timeout_ms,
-            } => {
-                // A server that no longer leads cannot tell; it stays silent
-                // and the learner gives up without declaring the session dead.
-                if self.leading() {
-                    let live = self.revalidate_here(from, session_id, timeout_ms);
-                    self.send_env(
-                        from,
-                        Channel::Forward,
-                        &Envelope::RevalidateReply { req, live },
-                    );
-                }
-            }
             Envelope::RevalidateReply { req, live } => {
                 self.rpcs.revalidated(&self.shared, req, live);
-            }
-            Envelope::Sync { req } => {
-                if self.leading() {
-                    let zxid = self.core.committed_zxid().0;
-                    self.send_env(from, Channel::Forward, &Envelope::SyncReply { req, zxid });
-                }
             }
             Envelope::Relayed { origin, inner } => self.relayed(origin, Some(from), *inner),
             Envelope::FeedHello { .. }
@@ -776,17 +724,9 @@ impl Driver {
         e: &SubmitError,
     ) {
         tracing::debug!(error = %e, session = format_args!("0x{session_id:x}"), "write refused");
-        let failed = Envelope::ForwardFailed { session_id, cxid };
-        match origin {
-            Origin::Local => {}
-            Origin::Peer(p) => {
-                self.send_env(p, Channel::Forward, &failed);
-                return;
-            }
-            Origin::Relayed { .. } | Origin::Feed { .. } => {
-                self.answer(origin, failed);
-                return;
-            }
+        if origin != Origin::Local {
+            self.answer(origin, Envelope::ForwardFailed { session_id, cxid });
+            return;
         }
         let Some(c) = waiter else { return };
         if let SubmitError::Busy(_) = e {
@@ -1317,5 +1257,24 @@ impl Driver {
                 let _ = tx.try_send(Input::SnapshotDone { zxid, path });
             },
         );
+    }
+}
+
+impl waits::Rounds<Input> for Driver {
+    fn input(&mut self, i: Input) {
+        Driver::input(self, i)
+    }
+
+    fn tick(&mut self) {
+        Driver::tick(self)
+    }
+
+    fn end_round(&mut self) {
+        self.pump();
+        self.pump_feeds();
+    }
+
+    fn hurry(&self) -> bool {
+        self.hub.catching_up()
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -286,5 +286,47 @@ impl<I: Send + 'static> Replicator for ClientQueue<I> {
             reply: tx,
         }));
         rx
+    }
+}
+
+/// A driver thread's steps, for [`run_rounds`].
+pub trait Rounds<I> {
+    fn input(&mut self, i: I);
+    /// Periodic work (timeouts, touches, heartbeats).
+    fn tick(&mut self);
+    /// After each round of inputs (outputs, feed catch-up).
+    fn end_round(&mut self);
+    /// Work is pending that should not wait for the next input or tick (a
+    /// feed catching up): the loop then polls every millisecond.
+    fn hurry(&self) -> bool;
+}
+
+/// The loop of a driver thread: wait for an input (or the next tick), take
+/// up to `max_round` queued inputs, tick when due, end the round. Returns
+/// when every sender of `rx` is gone.
+pub fn run_rounds<I, D: Rounds<I>>(d: &mut D, rx: &Receiver<I>, tick: Duration, max_round: usize) {
+    let mut last_tick = Instant::now();
+    loop {
+        let wait = if d.hurry() {
+            Duration::from_millis(1)
+        } else {
+            tick.saturating_sub(last_tick.elapsed())
+        };
+        match rx.recv_timeout(wait) {
+            Ok(i) => d.input(i),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        for _ in 1..max_round {
+            match rx.try_recv() {
+                Ok(i) => d.input(i),
+                Err(_) => break,
+            }
+        }
+        if last_tick.elapsed() >= tick {
+            last_tick = Instant::now();
+            d.tick();
+        }
+        d.end_round();
     }
 }
