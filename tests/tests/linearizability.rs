@@ -371,7 +371,22 @@ fn run(observers: usize) -> Result<()> {
     );
     // Sequential creates: each acknowledged one exactly once, none twice.
     let children = rt.block_on(async {
-        let c = RawClient::connect(addrs[0], 4000).await?;
+        // Serving again does not mean every session write gets through at
+        // once (a new leader may still refuse a forwarded createSession
+        // while it settles; the server then closes, as ZooKeeper does, and
+        // a client retries): retry the connect for a while.
+        let mut tries = 0;
+        let c = loop {
+            match RawClient::connect(addrs[0], 4000).await {
+                Ok(c) => break c,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("connect for the final check: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         c.request(Request::Sync("/lin/seq".into())).await?;
         let mut out = BTreeMap::new();
         let (h, r) = c
