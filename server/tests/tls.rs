@@ -369,18 +369,29 @@ async fn try_connect(
     .await
 }
 
-/// A session whose certificate has bound it to a tenant (whoAmI answers):
-/// tenants given at start are written one after the other, so a session
-/// opened at once may find its tenant missing and be refused; retry.
-async fn connect_bound(addr: SocketAddr, tls: &TlsConnector) -> Session<TlsStream<TcpStream>> {
+/// A session whose certificate has bound it to `tenant` (whoAmI names it).
+/// Tenants given at start are written one after the other, so a session
+/// opened at once may find its tenant missing, and be refused or (when a
+/// less specific rule of another tenant matches too) bound elsewhere; retry
+/// with a fresh connection.
+async fn connect_bound(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    tenant: &str,
+) -> Session<TlsStream<TcpStream>> {
     for _ in 0..100 {
         let mut s = connect(addr, tls).await;
-        if s.call(&Request::WhoAmI).await.0.err == code::OK {
-            return s;
+        let (hdr, body) = s.call(&Request::WhoAmI).await;
+        if hdr.err == code::OK {
+            if let Response::WhoAmI(ids) = decode(OpCode::WhoAmI, &body) {
+                if ids.iter().any(|i| i.user == tenant) {
+                    return s;
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the certificate never bound a session to a tenant");
+    panic!("the certificate never bound a session to {tenant}");
 }
 
 async fn connect(addr: SocketAddr, tls: &TlsConnector) -> Session<TlsStream<TcpStream>> {
@@ -427,7 +438,7 @@ fn client_cert_dn_is_the_x509_principal_and_acl_identity() {
         assert_eq!(hdr.err, code::OK);
         assert_eq!(a.get_data("/team-a").await, code::OK);
 
-        let mut b = connect_bound(node.secure, &connector(&ca, Some(&bob))).await;
+        let mut b = connect(node.secure, &connector(&ca, Some(&bob))).await;
         assert_eq!(
             b.who_am_i().await[1],
             ("x509".to_string(), client_dn("svc-b", "team-b"))
@@ -636,8 +647,8 @@ fn server_cert_rotation_keeps_tenant_bound_sessions_bound() {
                 other => panic!("getData {path}: {other:?}"),
             }
         }
-        let mut a = connect_bound(node.secure, &alice).await;
-        let mut b = connect_bound(node.secure, &bob).await;
+        let mut a = connect_bound(node.secure, &alice, "team-a").await;
+        let mut b = connect_bound(node.secure, &bob, "team-b").await;
         for (s, v) in [(&mut a, b"a"), (&mut b, b"b")] {
             let (hdr, _) = s
                 .call(&Request::Create(OpCode::Create, create_req("/x", v, 0)))
@@ -647,7 +658,7 @@ fn server_cert_rotation_keeps_tenant_bound_sessions_bound() {
         let second = ca.server("corral-2");
         files.install(&second);
         node.reloader.reload().expect("reload");
-        let mut fresh = connect_bound(node.secure, &alice).await;
+        let mut fresh = connect_bound(node.secure, &alice, "team-a").await;
         assert_eq!(server_cert_of(&fresh), second.der);
         assert_eq!(data(&mut fresh, "/x").await, b"a");
         assert!(
@@ -1173,7 +1184,7 @@ fn client_certificates_bind_sessions_to_tenants_by_subject_dn_and_cn() {
     let by_cn = ca.client("svc-b", "team-z");
     let neither = ca.client("svc-q", "team-q");
     run(async {
-        let mut a = connect_bound(node.secure, &connector(&ca, Some(&by_dn))).await;
+        let mut a = connect_bound(node.secure, &connector(&ca, Some(&by_dn)), "team-a").await;
         let (hdr, _) = a
             .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
             .await;
@@ -1183,7 +1194,7 @@ fn client_certificates_bind_sessions_to_tenants_by_subject_dn_and_cn() {
             who.iter().any(|(_, v)| v == "team-a"),
             "DN beats CN: {who:?}"
         );
-        let mut b = connect_bound(node.secure, &connector(&ca, Some(&by_cn))).await;
+        let mut b = connect_bound(node.secure, &connector(&ca, Some(&by_cn)), "team-b").await;
         let who = b.who_am_i().await;
         assert!(who.iter().any(|(_, v)| v == "team-b"), "CN rule: {who:?}");
         assert_eq!(
@@ -1227,7 +1238,7 @@ fn client_certificates_bind_sessions_to_tenants_by_san() {
     let bob = ca.client("svc-b", "team-b");
     let carol = ca.client("svc-c", "team-c");
     run(async {
-        let mut a = connect_bound(node.secure, &connector(&ca, Some(&alice))).await;
+        let mut a = connect_bound(node.secure, &connector(&ca, Some(&alice)), "team-a").await;
         let (hdr, _) = a
             .call(&Request::Create(OpCode::Create, create_req("/x", b"a", 0)))
             .await;
@@ -1236,7 +1247,7 @@ fn client_certificates_bind_sessions_to_tenants_by_san() {
             a.who_am_i().await.iter().any(|(_, v)| v == "team-a"),
             "whoAmI names the tenant"
         );
-        let mut b = connect_bound(node.secure, &connector(&ca, Some(&bob))).await;
+        let mut b = connect_bound(node.secure, &connector(&ca, Some(&bob)), "team-b").await;
         assert_eq!(
             b.get_data("/x").await,
             code::NO_NODE,
