@@ -234,7 +234,20 @@ fn sled_corruption_in_the_middle_is_an_error() {
         t.insert(2u64.to_be_bytes(), v).unwrap();
         db.flush().unwrap();
     }
-    let log = SledTxnLog::open(dir.path()).unwrap();
+    // sled's background flusher may hold the directory lock for a moment
+    // after the handle above is dropped: retry the open briefly.
+    let mut tries = 0;
+    let log = loop {
+        match SledTxnLog::open(dir.path()) {
+            Ok(log) => break log,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening the sled log: {e}"),
+        }
+    };
     assert!(matches!(log.read_after(0), Err(StoreError::Corrupt { .. })));
 }
 
