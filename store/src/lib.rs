@@ -1,5 +1,7 @@
 //! `corral-store`: the replicated state machine and its durable storage.
 //!
+//! - [`ensemble`]: the ensemble's membership in ZooKeeper's dynamic
+//!   configuration text (`/zookeeper/config`, reconfig txns).
 //! - [`path`]: ZooKeeper's path rules (`validate_path`, `parent`, `name`).
 //! - [`node`]: a znode ([`Node`]) and the kind encoded in `ephemeralOwner`
 //!   ([`NodeKind`]: persistent, ephemeral, container, TTL). A node is 56
@@ -41,6 +43,7 @@
 mod children;
 mod digest;
 pub mod disk;
+pub mod ensemble;
 pub mod error;
 pub mod file_log;
 pub mod node;
@@ -51,6 +54,7 @@ pub mod txn;
 pub mod usage;
 
 pub use disk::{MemTxnLog, SledTxnLog, TxnLog};
+pub use ensemble::{Ensemble, EnsembleError, MemberRole, ServerSpec};
 pub use error::StoreError;
 pub use file_log::FileTxnLog;
 pub use node::{ttl_owner, Node, NodeKind, CONTAINER_OWNER, MAX_TTL_MS};

@@ -12,7 +12,8 @@
 //! node count u64 | session count u64 | crc32 u32 of every byte before it
 //! ```
 //! Records: `1` session (id i64, timeout i32, passwd), `4` an ephemeral
-//! owned at the start (session i64, path), `2` ACL list
+//! owned at the start (session i64, path), `5` the `/zookeeper/config` data
+//! at the start (buffer; only after a reconfig), `2` ACL list
 //! definition (id i32, acl vector), `3` node (path, data, acl id, czxid,
 //! mzxid, ctime, mtime, version, persisted cversion, aversion, raw
 //! ephemeralOwner, pzxid). Nodes come parents-first, so loading never meets an
@@ -23,8 +24,9 @@
 //! ACL digest parts while the calling thread builds the tree.
 //!
 //! The snapshot is fuzzy (see the crate docs): the start zxid, the session
-//! table and the ephemeral paths per session are taken at the start, under one
-//! read lock; nodes are then walked in
+//! table, the ephemeral paths per session and the ensemble configuration are
+//! taken at the start, under one read lock (a voter recovers its voting
+//! configuration from the last, which the fuzzy walk could show newer); nodes are then walked in
 //! chunks, each under its own read lock, so writers keep applying in between.
 //! Replaying the log after the start zxid makes the result exact.
 
@@ -54,6 +56,7 @@ const REC_SESSION: i32 = 1;
 const REC_ACL: i32 = 2;
 const REC_NODE: i32 = 3;
 const REC_START_EPHEMERAL: i32 = 4;
+const REC_START_CONFIG: i32 = 5;
 
 const PREFIX: &str = "snapshot.";
 
@@ -266,6 +269,10 @@ pub fn write_fuzzy_snapshot_interleaved(
                 body.write_i64(session);
                 body.write_string(&path);
             }
+        }
+        if let Some(config) = t.config_data().filter(|d| !d.is_empty()) {
+            body.write_i32(REC_START_CONFIG);
+            body.write_buffer(config);
         }
         let root = t.get("/").expect("root always exists");
         walk.emit(&mut body, "/", root);
@@ -500,6 +507,9 @@ fn chunk_digest_parts(
                 r.take(8).ok()?;
                 r.opt_bytes().ok()?;
             }
+            REC_START_CONFIG => {
+                r.opt_bytes().ok()?;
+            }
             REC_ACL => {
                 let id = r.i32().ok()?;
                 let list = r.jute(read_acls).ok()?;
@@ -597,6 +607,10 @@ fn read_record(
             let session = r.i64()?;
             let path = r.str()?.to_string();
             loader.start_ephemeral(session, path);
+        }
+        REC_START_CONFIG => {
+            let data = r.opt_bytes()?.unwrap_or_default().to_vec();
+            loader.start_config(data);
         }
         REC_ACL => {
             let id = r.i32()?;

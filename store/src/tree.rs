@@ -185,6 +185,9 @@ pub struct DataTree {
     digest: u64,
     /// Per-namespace usage counters (derived; see [`crate::usage`]).
     usage: UsageIndex,
+    /// `/zookeeper/config`'s data at the start of the snapshot this tree was
+    /// loaded from, if it had one (see [`DataTree::snapshot_config`]).
+    snapshot_config: Option<Vec<u8>>,
 }
 
 impl Default for DataTree {
@@ -255,6 +258,7 @@ impl DataTree {
             last_zxid: 0,
             digest: 0,
             usage: UsageIndex::default(),
+            snapshot_config: None,
         };
         let open = t.intern(&Acl::open_unsafe());
         t.nodes.push(Some(Node::new("", Some(&[]), open, 0, 0, 0)));
@@ -398,6 +402,21 @@ impl DataTree {
                 }
             }
         }
+    }
+
+    // ---- ensemble configuration ----
+
+    /// The data of `/zookeeper/config` (empty until a reconfig commits).
+    pub fn config_data(&self) -> Option<&[u8]> {
+        self.get(crate::ensemble::CONFIG_NODE)
+            .and_then(|n| n.data())
+    }
+
+    /// `/zookeeper/config`'s data as of the start zxid of the snapshot this
+    /// tree was loaded from, when a reconfig had committed by then. Unlike
+    /// the node itself, which a fuzzy snapshot may show newer, this is exact.
+    pub fn snapshot_config(&self) -> Option<&[u8]> {
+        self.snapshot_config.as_deref()
     }
 
     // ---- usage per namespace root ----
@@ -575,6 +594,9 @@ impl DataTree {
             } => self.set_data(hdr, path, data.as_deref(), *version, triggers),
             Txn::SetAcl { path, acl, version } => self.set_acl(path, acl, *version),
             Txn::Check { .. } => Outcome::Checked,
+            Txn::Reconfig { data } => {
+                self.set_data(hdr, crate::ensemble::CONFIG_NODE, Some(data), -1, triggers)
+            }
             Txn::Error(code) => Outcome::Error(*code),
             Txn::Multi(_) => err(ErrorCode::RuntimeInconsistency),
         }
@@ -1062,6 +1084,10 @@ impl Loader {
     /// still that session's.
     pub(crate) fn start_ephemeral(&mut self, session: i64, path: String) {
         self.tree.ghosts.insert(path, session);
+    }
+
+    pub(crate) fn start_config(&mut self, data: Vec<u8>) {
+        self.tree.snapshot_config = Some(data);
     }
 
     /// The path of the top of the stack.

@@ -24,6 +24,7 @@ const TAG_SET_DATA: i32 = 5;
 const TAG_SET_ACL: i32 = 7;
 const TAG_CHECK: i32 = 13;
 const TAG_MULTI: i32 = 14;
+const TAG_RECONFIG: i32 = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxnHeader {
@@ -76,6 +77,12 @@ pub enum Txn {
     Multi(Vec<Txn>),
     /// A failed write (still consumes its zxid) or a failed multi's sub-op.
     Error(i32),
+    /// A new ensemble configuration: `data` is its text (see
+    /// [`crate::ensemble`]), stored in `/zookeeper/config` with data version
+    /// -1, as ZooKeeper's reconfig does. Never inside `Multi`.
+    Reconfig {
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +203,10 @@ impl Txn {
                 w.write_i32(TAG_ERROR);
                 w.write_i32(*code);
             }
+            Txn::Reconfig { data } => {
+                w.write_i32(TAG_RECONFIG);
+                w.write_buffer(data);
+            }
         }
     }
 
@@ -233,6 +244,9 @@ impl Txn {
             },
             TAG_MULTI if top_level => Txn::Multi(r.read_vec(4, |r| Txn::read(r, false))?),
             TAG_ERROR => Txn::Error(r.read_i32()?),
+            TAG_RECONFIG if top_level => Txn::Reconfig {
+                data: r.read_buffer()?,
+            },
             _ => {
                 return Err(DecodeError::BadValue {
                     field: "txn tag",

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use common::{create, dump, hdr, prep, session_id, Driver, Op};
 use corral_store::snapshot::{
     list_snapshots, load_snapshot, snapshot_file_name, write_fuzzy_snapshot_chunked,
+    write_fuzzy_snapshot_interleaved,
 };
 use corral_store::{
     load_latest_snapshot, purge_snapshots, recover, write_fuzzy_snapshot, DataTree, LogEntry,
@@ -165,6 +166,57 @@ fn fresh_tree_snapshot_round_trips() {
     let (_, loaded) = load_latest_snapshot(dir.path()).unwrap().unwrap();
     assert_eq!(dump(&loaded), dump(&DataTree::new()));
     assert_eq!(loaded.digest(), DataTree::new().digest());
+}
+
+#[test]
+fn a_reconfig_sets_the_config_node_and_snapshots_record_it_exactly() {
+    // Goal: a reconfig txn writes /zookeeper/config as ZooKeeper does (data
+    // version -1), and a snapshot records the configuration at its start
+    // even if a later reconfig lands while it is written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = DataTree::new();
+    assert_eq!(t.config_data(), Some(&b""[..]));
+    let text = |v: u64| format!("server.{v}=h:1{v}:2{v}:participant;0.0.0.0:3{v}\nversion={v:x}");
+    let at = |z: i64| TxnHeader {
+        session_id: 0,
+        cxid: 0,
+        zxid: z,
+        time_ms: 5,
+    };
+    t.apply(
+        &at(1),
+        &Txn::Reconfig {
+            data: text(1).into_bytes(),
+        },
+    );
+    let stat = t.stat("/zookeeper/config").unwrap();
+    assert_eq!((stat.version, stat.mzxid, stat.mtime), (-1, 1, 5));
+    assert_eq!(t.config_data(), Some(text(1).as_bytes()));
+    let lock = RwLock::new(t);
+    let mut once = true;
+    let (start, _) = write_fuzzy_snapshot_interleaved(&lock, dir.path(), 1, &mut || {
+        if std::mem::take(&mut once) {
+            lock.write().unwrap().apply(
+                &at(2),
+                &Txn::Reconfig {
+                    data: text(2).into_bytes(),
+                },
+            );
+        }
+    })
+    .unwrap();
+    assert_eq!(start, 1);
+    let (_, loaded) = load_snapshot(&dir.path().join(snapshot_file_name(start))).unwrap();
+    assert_eq!(loaded.snapshot_config(), Some(text(1).as_bytes()));
+    assert_eq!(
+        loaded.config_data(),
+        Some(text(2).as_bytes()),
+        "the fuzzy walk saw the later reconfig"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    write_fuzzy_snapshot(&RwLock::new(DataTree::new()), fresh.path()).unwrap();
+    let (_, plain) = load_latest_snapshot(fresh.path()).unwrap().unwrap();
+    assert_eq!(plain.snapshot_config(), None);
 }
 
 #[test]

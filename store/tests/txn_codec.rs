@@ -50,6 +50,9 @@ fn every_variant() -> Vec<Txn> {
             version: -1,
         },
         Txn::Error(-101),
+        Txn::Reconfig {
+            data: b"server.1=h:1:2:participant;0.0.0.0:3\nversion=500000009".to_vec(),
+        },
         Txn::Multi(vec![]),
         Txn::Multi(vec![
             Txn::Check {
