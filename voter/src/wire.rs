@@ -16,7 +16,12 @@
 //! - a log entry is a length-prefixed buffer holding
 //!   [`LogEntry::encode`]'s bytes, so the entry format has one definition
 //!   (the store's) and carries its own format byte;
-//! - a list of entries is an `i32` count then the entries.
+//! - a list of entries is an `i32` count then the entries;
+//! - a configuration is its version (a zxid) then its voters as a jute
+//!   vector of `i64` ids; a list of them is a jute vector (`NewLeader`).
+//!
+//! Version 2 added the configurations to `Snap` and `NewLeader`, and the
+//! sender's configuration to notifications (reconfiguration).
 //!
 //! The version byte lets a mixed-version cluster refuse what it cannot read
 //! instead of misreading it: a decoder rejects any version other than its own.
@@ -32,11 +37,14 @@ use std::sync::Arc;
 use corral_proto::{DecodeError, Reader, Writer};
 use corral_store::{LogEntry, StoreError};
 
+#[cfg(test)]
+use crate::core::members::Membership;
+use crate::core::members::{read_membership, write_membership};
 use crate::core::message::{Message, Notification, Snapshot};
 use crate::core::types::{PeerState, ServerId, Vote, Zxid};
 
 /// The format version written at the start of every message.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 const TAG_NOTIFICATION: u8 = 1;
 const TAG_FOLLOWER_INFO: u8 = 2;
@@ -95,6 +103,7 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
             w.write_i64(n.vote.election_epoch as i64);
             w.write_i32(n.vote.peer_epoch as i32);
             w.write_i32(peer_state_code(n.state));
+            w.write_vec(&n.configs, write_membership);
         }
         Message::FollowerInfo {
             conn,
@@ -144,15 +153,27 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
             epoch,
             snapshot,
             entries,
+            configs,
         } => {
             w.write_i64(*conn as i64);
             w.write_i32(*epoch as i32);
             w.write_i64(snapshot.zxid.0);
             write_buffer_checked(&mut w, &snapshot.state);
             write_entries(&mut w, entries);
+            w.write_vec(configs, write_membership);
         }
-        Message::NewLeader { conn, epoch, zxid }
-        | Message::UpToDate {
+        Message::NewLeader {
+            conn,
+            epoch,
+            zxid,
+            configs,
+        } => {
+            w.write_i64(*conn as i64);
+            w.write_i32(*epoch as i32);
+            w.write_i64(zxid.0);
+            w.write_vec(configs, write_membership);
+        }
+        Message::UpToDate {
             conn,
             epoch,
             commit_zxid: zxid,
@@ -196,7 +217,12 @@ pub fn decode_message(b: &[u8]) -> Result<Message, WireError> {
                 peer_epoch: r.read_i32()? as u32,
             };
             let state = peer_state_of(r.read_i32()?)?;
-            Message::Notification(Notification { vote, state })
+            let configs = r.read_vec(12, read_membership)?;
+            Message::Notification(Notification {
+                vote,
+                state,
+                configs,
+            })
         }
         TAG_FOLLOWER_INFO => Message::FollowerInfo {
             conn: r.read_i64()? as u64,
@@ -234,11 +260,13 @@ pub fn decode_message(b: &[u8]) -> Result<Message, WireError> {
                 state: Arc::from(r.read_buffer()?),
             },
             entries: read_entries(&mut r)?,
+            configs: r.read_vec(12, read_membership)?,
         },
         TAG_NEW_LEADER => Message::NewLeader {
             conn: r.read_i64()? as u64,
             epoch: r.read_i32()? as u32,
             zxid: Zxid(r.read_i64()?),
+            configs: r.read_vec(12, read_membership)?,
         },
         TAG_UP_TO_DATE => Message::UpToDate {
             conn: r.read_i64()? as u64,
@@ -435,6 +463,10 @@ mod tests {
                     peer_epoch: u32::MAX,
                 },
                 state: PeerState::Observing,
+                configs: vec![
+                    Membership::new(z, [ServerId(u64::MAX), ServerId(1)]),
+                    Membership::new(Zxid(i64::MAX), [ServerId(2)]),
+                ],
             }),
             Message::FollowerInfo {
                 conn: u64::MAX,
@@ -469,11 +501,16 @@ mod tests {
                     state: Arc::from(vec![0u8, 1, 2, 255]),
                 },
                 entries: sample_entries(),
+                configs: vec![Membership::new(Zxid::new(1, 1), [ServerId(4)])],
             },
             Message::NewLeader {
                 conn: 6,
                 epoch: 4,
                 zxid: z,
+                configs: vec![
+                    Membership::new(Zxid::ZERO, [ServerId(1), ServerId(2), ServerId(3)]),
+                    Membership::new(z, [ServerId(2), ServerId(9)]),
+                ],
             },
             Message::UpToDate {
                 conn: 7,
@@ -518,6 +555,7 @@ mod tests {
             epoch: 0,
             snapshot: Snapshot::empty(),
             entries: Vec::new(),
+            configs: Vec::new(),
         };
         assert_eq!(decode_message(&encode_message(&msg)).unwrap(), msg);
     }
@@ -563,9 +601,9 @@ mod tests {
             let b = [VERSION, tag, 0, 0, 0, 1];
             assert!(matches!(decode_message(&b), Err(WireError::UnknownTag(t)) if t == tag));
         }
+        // The peer state follows the header (2 bytes) and the vote (28).
         let mut b = encode_message(&every_variant()[0]);
-        let n = b.len();
-        b[n - 4..].copy_from_slice(&4i32.to_be_bytes());
+        b[30..34].copy_from_slice(&4i32.to_be_bytes());
         assert!(matches!(
             decode_message(&b),
             Err(WireError::UnknownPeerState(4))
@@ -699,6 +737,7 @@ mod tests {
                             peer_epoch,
                         },
                         state,
+                        configs: vec![Membership::new(zxid, [ServerId(leader)])],
                     })
                 }
             ),
@@ -760,9 +799,29 @@ mod tests {
                         state: Arc::from(state),
                     },
                     entries,
+                    configs: vec![Membership::new(zxid, [ServerId(conn)])],
                 }),
-            (any::<u64>(), any::<u32>(), arb_zxid())
-                .prop_map(|(conn, epoch, zxid)| Message::NewLeader { conn, epoch, zxid }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                arb_zxid(),
+                proptest::collection::vec(
+                    (
+                        arb_zxid(),
+                        proptest::collection::btree_set(any::<u64>(), 0..5)
+                    ),
+                    0..3
+                )
+            )
+                .prop_map(|(conn, epoch, zxid, configs)| Message::NewLeader {
+                    conn,
+                    epoch,
+                    zxid,
+                    configs: configs
+                        .into_iter()
+                        .map(|(v, ids)| Membership::new(v, ids.into_iter().map(ServerId)))
+                        .collect(),
+                }),
             (any::<u64>(), any::<u32>(), arb_zxid()).prop_map(|(conn, epoch, commit_zxid)| {
                 Message::UpToDate {
                     conn,

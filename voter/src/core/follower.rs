@@ -14,6 +14,7 @@
 use corral_store::LogEntry;
 
 use super::io::PersistOp;
+use super::members::Membership;
 use super::message::{Message, Snapshot};
 use super::types::{Epoch, ServerId, Zxid};
 use super::{Core, Output, State};
@@ -176,15 +177,17 @@ impl Core {
                 epoch,
                 snapshot,
                 entries,
+                configs,
             } if c == conn && stage == (Stage::AwaitingSync { epoch }) => {
-                self.install(snapshot, entries);
+                self.install(snapshot, entries, &configs);
                 self.synced(epoch);
             }
             Message::NewLeader {
                 conn: c,
                 epoch,
                 zxid,
-            } if c == conn => self.on_new_leader(stage, epoch, zxid),
+                configs,
+            } if c == conn => self.on_new_leader(stage, epoch, zxid, &configs),
             Message::UpToDate {
                 conn: c,
                 epoch,
@@ -253,7 +256,7 @@ impl Core {
         }
     }
 
-    fn install(&mut self, snapshot: Snapshot, entries: Vec<LogEntry>) {
+    fn install(&mut self, snapshot: Snapshot, entries: Vec<LogEntry>, configs: &[Membership]) {
         // A learner that gets SNAP has nothing committed past the snapshot.
         assert!(
             snapshot.zxid >= self.log.committed(),
@@ -262,10 +265,18 @@ impl Core {
             self.log.committed()
         );
         self.log.reset(snapshot.clone(), Vec::new());
+        self.adopt_configs(configs, snapshot.zxid);
         self.outputs
             .push_back(Output::InstallSnapshot(snapshot.clone()));
         self.persist(vec![PersistOp::InstallSnapshot(snapshot)]);
         self.append_entries(entries);
+    }
+
+    fn adopt_configs(&mut self, configs: &[Membership], through: Zxid) {
+        if self.log.adopt_configs(configs, through) {
+            let list = self.configs().to_vec();
+            self.persist(vec![PersistOp::Configs(list)]);
+        }
     }
 
     fn synced(&mut self, epoch: Epoch) {
@@ -276,7 +287,7 @@ impl Core {
         });
     }
 
-    fn on_new_leader(&mut self, stage: Stage, epoch: Epoch, zxid: Zxid) {
+    fn on_new_leader(&mut self, stage: Stage, epoch: Epoch, zxid: Zxid, configs: &[Membership]) {
         let Stage::Synced {
             epoch: e, serving, ..
         } = stage
@@ -286,6 +297,9 @@ impl Core {
         if e != epoch || self.log.last() < zxid {
             return;
         }
+        // Our log now agrees with the leader's through `zxid`, so does our
+        // list of configurations (a joiner learns the real one here).
+        self.adopt_configs(configs, zxid);
         if self.current_epoch != epoch {
             self.current_epoch = epoch;
             self.persist(vec![PersistOp::CurrentEpoch(epoch)]);
@@ -365,7 +379,13 @@ impl Core {
                 f.behind_since_ms = None;
             }
         }
-        self.commit_through(zxid);
+        if let Some(m) = self.commit_through(zxid) {
+            let leader = self.follower().map(|f| f.leader);
+            if leader.is_some_and(|l| !m.contains(l)) {
+                tracing::info!(version = %m.version, "the leader left the configuration; re-electing");
+                self.start_looking();
+            }
+        }
     }
 
     /// A persist completed: send what was waiting for durability.

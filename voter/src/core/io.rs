@@ -3,6 +3,7 @@
 
 use corral_store::{LogEntry, Txn};
 
+use super::members::Membership;
 use super::message::{Message, Snapshot};
 use super::types::{Epoch, Role, ServerId, Vote, Zxid};
 
@@ -10,7 +11,8 @@ use super::types::{Epoch, Role, ServerId, Vote, Zxid};
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: ServerId,
-    /// All voters, including `id`.
+    /// The voters of the initial configuration (the config file's), used
+    /// when the recovered state names none (see [`Recovered::membership`]).
     pub voters: Vec<ServerId>,
     /// Length of one tick; the driver calls `handle_tick` about this often.
     pub tick_ms: u64,
@@ -48,10 +50,6 @@ impl Config {
             seed,
         }
     }
-
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
 }
 
 /// The durable state a core starts from (read by the driver at startup).
@@ -65,6 +63,13 @@ pub struct Recovered {
     /// Logged entries after the snapshot, in zxid order. Whether they are
     /// committed is unknown until the node syncs with a leader.
     pub log: Vec<LogEntry>,
+    /// The configuration in force at the snapshot (the last reconfig it
+    /// holds); `None` when no reconfig ever committed, meaning
+    /// [`Config::voters`] at version zero.
+    pub membership: Option<Membership>,
+    /// The last list of configurations persisted by [`PersistOp::Configs`]
+    /// (empty if none): what this node learned from a leader.
+    pub configs: Vec<Membership>,
 }
 
 /// A client write handed to the leader after prep.
@@ -89,6 +94,11 @@ pub enum PersistOp {
     /// Write the snapshot, then drop the whole log (every entry in it is older
     /// than the snapshot, so a crash between the two is harmless).
     InstallSnapshot(Snapshot),
+    /// Keep this list of configurations (replacing the last one kept): a
+    /// learner took it from its leader, so it survives a restart, as
+    /// ZooKeeper's dynamic configuration file does. Read back into
+    /// [`Recovered::configs`].
+    Configs(Vec<Membership>),
 }
 
 /// Everything a core asks of its driver.
@@ -137,6 +147,12 @@ pub enum SubmitError {
     Busy(usize),
     #[error("zxid counter exhausted in this epoch; a new election was forced")]
     Rollover,
+    #[error("another reconfiguration is in progress")]
+    ReconfigInProgress,
+    #[error("no quorum of the new configuration is connected and synced")]
+    NewConfigNoQuorum,
+    #[error("the reconfig names no readable configuration with a voter")]
+    BadReconfig,
 }
 
 impl SubmitError {
@@ -147,6 +163,10 @@ impl SubmitError {
             SubmitError::NotLeader { .. } | SubmitError::NotReady | SubmitError::Rollover => -4,
             // THROTTLEDOP.
             SubmitError::Busy(_) => -127,
+            SubmitError::ReconfigInProgress => -14,
+            SubmitError::NewConfigNoQuorum => -13,
+            // BADARGUMENTS.
+            SubmitError::BadReconfig => -8,
         }
     }
 }

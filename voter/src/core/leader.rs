@@ -36,13 +36,20 @@
 //! Broadcast: a proposal is appended and persisted locally and sent to every
 //! learner being synced or up to date. It commits when a quorum (the leader's
 //! own durable log included) has acked it; commits go out in zxid order.
+//!
+//! Every "quorum" above is a quorum of each configuration in the leader's
+//! view, and a learner counts only where it votes (see `members`). A leader
+//! that commits a configuration it is not in steps down once the commit is
+//! sent. A reconfig is proposed only when none is pending and when a quorum
+//! of the new configuration is synced with the leader.
 
 use std::collections::BTreeMap;
 
-use corral_store::{LogEntry, TxnHeader};
+use corral_store::{LogEntry, Txn, TxnHeader};
 
 use super::io::{PersistOp, Request, SubmitError};
 use super::log::Log;
+use super::members::Membership;
 use super::message::Message;
 use super::types::{Epoch, Role, ServerId, Zxid};
 use super::{Core, Output, State};
@@ -93,6 +100,8 @@ pub(crate) struct Leader {
     /// Our log end when we started syncing (what a quorum must ack).
     newleader: Zxid,
     pub(crate) established: bool,
+    /// The highest commit point sent to learners.
+    commit_sent: Zxid,
 }
 
 impl Leader {
@@ -105,6 +114,7 @@ impl Leader {
             syncing: false,
             newleader: Zxid::ZERO,
             established: false,
+            commit_sent: Zxid::ZERO,
         }
     }
 
@@ -239,12 +249,13 @@ impl Core {
     }
 
     fn maybe_decide_epoch(&mut self) {
-        let quorum = self.cfg.quorum();
         let own = self.accepted_epoch;
-        let Some(l) = self.leader() else { return };
-        if l.epoch.is_some() || l.learners.len() + 1 < quorum {
+        let me = self.cfg.id;
+        let Some(l) = self.leader_ref() else { return };
+        if l.epoch.is_some() || !self.view_quorum(|s| s == me || l.learners.contains_key(&s)) {
             return;
         }
+        let Some(l) = self.leader() else { return };
         let max = l
             .learners
             .values()
@@ -278,6 +289,10 @@ impl Core {
         committed: Zxid,
     ) {
         let (my_epoch, my_last) = (self.current_epoch, self.log.last());
+        // Only a voter of the view proves the election wrong; a non-voting
+        // learner ahead of us holds nothing committed we lack and is
+        // truncated by its sync.
+        let votes = self.in_view(from);
         let Some(l) = self.leader() else { return };
         if l.epoch != Some(epoch) {
             return;
@@ -289,7 +304,7 @@ impl Core {
         if h.conn != conn || h.stage != Stage::EpochSent {
             return;
         }
-        if !syncing && (current_epoch, last_zxid) > (my_epoch, my_last) {
+        if votes && !syncing && (current_epoch, last_zxid) > (my_epoch, my_last) {
             tracing::warn!(%from, %last_zxid, "a learner is ahead of the leader; re-electing");
             self.start_looking();
             return;
@@ -306,9 +321,9 @@ impl Core {
     }
 
     fn maybe_start_sync(&mut self) {
-        let quorum = self.cfg.quorum();
         let last = self.log.last();
-        let Some(l) = self.leader() else { return };
+        let me = self.cfg.id;
+        let Some(l) = self.leader_ref() else { return };
         let acked: Vec<ServerId> = l
             .learners
             .iter()
@@ -316,9 +331,10 @@ impl Core {
             .map(|(&s, _)| s)
             .collect();
         let Some(epoch) = l.epoch else { return };
-        if l.syncing || !l.epoch_durable || acked.len() + 1 < quorum {
+        if l.syncing || !l.epoch_durable || !self.view_quorum(|s| s == me || acked.contains(&s)) {
             return;
         }
+        let Some(l) = self.leader() else { return };
         l.syncing = true;
         l.newleader = last;
         self.current_epoch = epoch;
@@ -364,10 +380,12 @@ impl Core {
                     epoch,
                     entries: self.log.after(snapshot.zxid),
                     snapshot,
+                    configs: self.configs().to_vec(),
                 }
             }
         };
         let newleader = self.log.last();
+        let configs = self.configs().to_vec();
         self.send(to, msg);
         self.send(
             to,
@@ -375,6 +393,7 @@ impl Core {
                 conn,
                 epoch,
                 zxid: newleader,
+                configs,
             },
         );
         if let Some(h) = self.leader().and_then(|l| l.learners.get_mut(&to)) {
@@ -412,26 +431,54 @@ impl Core {
         }
     }
 
-    /// The highest zxid a quorum has durably acked.
-    fn quorum_ack(&self) -> Zxid {
+    /// How far server `s` has durably acked in this epoch (zero for a
+    /// learner not yet syncing).
+    fn reached(&self, l: &Leader, own: Zxid, s: ServerId) -> Zxid {
+        if s == self.cfg.id {
+            return own;
+        }
+        l.learners
+            .get(&s)
+            .filter(|h| matches!(h.stage, Stage::Syncing { .. } | Stage::Ready))
+            .map_or(Zxid::ZERO, |h| h.acked)
+    }
+
+    /// The highest zxid every configuration of the view has a quorum at.
+    fn view_ack(&self) -> Zxid {
         let Some(l) = self.leader_ref() else {
             return Zxid::ZERO;
         };
-        let mut acks: Vec<Zxid> = l
-            .learners
-            .values()
-            .filter(|h| matches!(h.stage, Stage::Syncing { .. } | Stage::Ready))
-            .map(|h| h.acked)
-            .collect();
-        acks.push(self.own_ack());
-        acks.sort_unstable_by(|a, b| b.cmp(a));
-        acks.get(self.cfg.quorum() - 1)
-            .copied()
+        let own = self.own_ack();
+        self.view()
+            .iter()
+            .map(|m| m.quorum_zxid(|s| self.reached(l, own, s)))
+            .min()
             .unwrap_or(Zxid::ZERO)
     }
 
+    /// How far the log may commit now: a zxid needs a quorum of the
+    /// configuration in force at the commit point and of every pending one
+    /// at or before it (see `members`).
+    fn commit_bound(&self) -> Zxid {
+        let Some(l) = self.leader_ref() else {
+            return Zxid::ZERO;
+        };
+        let own = self.own_ack();
+        let committed = self.log.committed();
+        let configs = self.log.configs();
+        let base = configs.active(committed);
+        let mut bound = base.quorum_zxid(|s| self.reached(l, own, s));
+        for m in configs.list().iter().filter(|m| m.version > base.version) {
+            if bound >= m.version {
+                let q = m.quorum_zxid(|s| self.reached(l, own, s));
+                bound = bound.min(q.max(Zxid(m.version.0 - 1)));
+            }
+        }
+        bound
+    }
+
     fn maybe_establish(&mut self) {
-        let q = self.quorum_ack();
+        let q = self.view_ack();
         let id = self.cfg.id;
         let Some(l) = self.leader() else { return };
         let Some(epoch) = l.epoch else { return };
@@ -479,10 +526,22 @@ impl Core {
     }
 
     fn advance_commit(&mut self) {
-        let q = self.quorum_ack();
+        let mut activated = None;
+        // Committing a reconfig changes which quorums count for what
+        // follows it, so go round until nothing more commits.
+        loop {
+            let q = self.commit_bound();
+            let Some(l) = self.leader_ref() else { return };
+            if !l.established || q <= self.log.committed() {
+                break;
+            }
+            if let Some(m) = self.commit_through(q) {
+                activated = Some(m);
+            }
+        }
         let Some(l) = self.leader_ref() else { return };
         let Some(epoch) = l.epoch else { return };
-        if !l.established || q <= self.log.committed() {
+        if self.log.committed() <= l.commit_sent {
             return;
         }
         let to: Vec<ServerId> = l
@@ -491,10 +550,18 @@ impl Core {
             .filter(|(_, h)| matches!(h.stage, Stage::Syncing { .. } | Stage::Ready))
             .map(|(&s, _)| s)
             .collect();
-        self.commit_through(q);
         let zxid = self.log.committed();
         for s in to {
             self.send(s, Message::Commit { epoch, zxid });
+        }
+        if let Some(l) = self.leader() {
+            l.commit_sent = zxid;
+        }
+        if let Some(m) = activated {
+            if !m.contains(self.cfg.id) {
+                tracing::info!(version = %m.version, "this leader is not in the new configuration; stepping down");
+                self.start_looking();
+            }
         }
     }
 
@@ -524,8 +591,9 @@ impl Core {
         let now = self.now_ms;
         let init = self.ticks(self.cfg.init_limit_ticks);
         let sync = self.ticks(self.cfg.sync_limit_ticks);
-        let quorum = self.cfg.quorum();
         let committed = self.log.committed();
+        let me = self.cfg.id;
+        let configs = self.configs().to_vec();
         let Some(l) = self.leader() else { return };
         if !l.established {
             if now.saturating_sub(l.started_ms) > init {
@@ -536,12 +604,14 @@ impl Core {
         }
         l.learners
             .retain(|_, h| now.saturating_sub(h.last_heard_ms) <= sync);
-        let live = l
-            .learners
-            .values()
-            .filter(|h| matches!(h.stage, Stage::Syncing { .. } | Stage::Ready))
-            .count();
-        if live + 1 < quorum {
+        let Some(l) = self.leader_ref() else { return };
+        let live = |s: ServerId| {
+            s == me
+                || l.learners
+                    .get(&s)
+                    .is_some_and(|h| matches!(h.stage, Stage::Syncing { .. } | Stage::Ready))
+        };
+        if !self.view_quorum(live) {
             tracing::debug!("lost the quorum; stepping down");
             self.start_looking();
             return;
@@ -557,6 +627,7 @@ impl Core {
                     conn,
                     epoch,
                     zxid: newleader,
+                    configs: configs.clone(),
                 },
                 Stage::Ready => Message::UpToDate {
                     conn,
@@ -599,6 +670,28 @@ impl Core {
         zxid.ok_or(SubmitError::Rollover)
     }
 
+    /// ZooKeeper's rules for proposing a reconfig: none pending, and a
+    /// quorum of the new configuration synced with this leader (so it can
+    /// commit soon and a new voter has caught up before it counts).
+    fn check_reconfig(&self, entry: &LogEntry) -> Result<(), SubmitError> {
+        if self.reconfig_pending() {
+            return Err(SubmitError::ReconfigInProgress);
+        }
+        let Some(next) = Membership::of_entry(entry) else {
+            return Err(SubmitError::BadReconfig);
+        };
+        let me = self.cfg.id;
+        let Some(l) = self.leader_ref() else {
+            return Err(SubmitError::NotReady);
+        };
+        let synced =
+            |s: ServerId| s == me || l.learners.get(&s).is_some_and(|h| h.stage == Stage::Ready);
+        if !next.has_quorum(synced) {
+            return Err(SubmitError::NewConfigNoQuorum);
+        }
+        Ok(())
+    }
+
     pub(super) fn leader_submit(&mut self, req: Request) -> Result<Zxid, SubmitError> {
         let last = self.log.last();
         let zxid = match self.leader_next_zxid() {
@@ -625,6 +718,9 @@ impl Core {
             },
             txn: req.txn,
         };
+        if let Txn::Reconfig { .. } = &entry.txn {
+            self.check_reconfig(&entry)?;
+        }
         self.log.append(entry.clone());
         self.persist(vec![PersistOp::Append(vec![entry.clone()])]);
         let Some(l) = self.leader_ref() else {

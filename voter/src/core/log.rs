@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use corral_store::LogEntry;
 
+use super::members::{Configs, Membership};
 use super::message::Snapshot;
 use super::types::Zxid;
 
@@ -18,6 +19,8 @@ pub(crate) struct Log {
     committed: Zxid,
     /// The latest snapshot the driver reported (what a SNAP sync sends).
     snapshot: Snapshot,
+    /// The configurations in force from `start` on (see `members`).
+    configs: Configs,
 }
 
 fn zxid_of(e: &LogEntry) -> Zxid {
@@ -25,13 +28,15 @@ fn zxid_of(e: &LogEntry) -> Zxid {
 }
 
 impl Log {
-    pub(crate) fn new(snapshot: Option<Snapshot>, entries: Vec<LogEntry>) -> Log {
+    /// `configs` holds the configuration in force at the snapshot.
+    pub(crate) fn new(snapshot: Option<Snapshot>, entries: Vec<LogEntry>, configs: Configs) -> Log {
         let snapshot = snapshot.unwrap_or_else(Snapshot::empty);
         let mut log = Log {
             start: snapshot.zxid,
             entries: VecDeque::new(),
             committed: snapshot.zxid,
             snapshot,
+            configs,
         };
         for e in entries {
             if zxid_of(&e) > log.last() {
@@ -55,6 +60,23 @@ impl Log {
 
     pub(crate) fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    pub(crate) fn configs(&self) -> &Configs {
+        &self.configs
+    }
+
+    /// A peer reports configuration `version` in force (see `Configs::learn`).
+    pub(crate) fn learn_config(&mut self, m: &Membership) -> bool {
+        self.configs.learn(self.committed, m)
+    }
+
+    /// Takes a leader's configurations as the truth through `through`;
+    /// whether the list changed (it is then persisted).
+    pub(crate) fn adopt_configs(&mut self, leader: &[Membership], through: Zxid) -> bool {
+        let before = self.configs.list().to_vec();
+        self.configs.adopt(leader, through);
+        before != self.configs.list()
     }
 
     fn index_of(&self, z: Zxid) -> Result<usize, usize> {
@@ -132,6 +154,7 @@ impl Log {
             zxid_of(&e),
             self.last()
         );
+        self.configs.on_append(&e);
         self.entries.push_back(e);
     }
 
@@ -147,6 +170,7 @@ impl Log {
             Err(i) => i,
         };
         self.entries.truncate(keep);
+        self.configs.truncate_after(z);
     }
 
     /// Replaces everything with a snapshot and the entries after it.
@@ -155,6 +179,9 @@ impl Log {
         self.committed = snapshot.zxid;
         self.snapshot = snapshot;
         self.entries.clear();
+        // Until the leader's list arrives with NEWLEADER, the old base stands
+        // in; nothing counts quorums in between.
+        self.configs.truncate_after(self.start);
         for e in entries {
             self.append(e);
         }
@@ -201,6 +228,7 @@ impl Log {
             }
             self.entries.pop_front();
             self.start = front;
+            self.configs.trim(front);
         }
     }
 }
@@ -208,7 +236,12 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ServerId;
     use corral_store::{Txn, TxnHeader};
+
+    fn base() -> Configs {
+        Configs::new(Membership::new(Zxid::ZERO, [ServerId(1)]))
+    }
 
     fn e(z: Zxid) -> LogEntry {
         LogEntry {
@@ -227,7 +260,7 @@ mod tests {
         // Goal: after/before/contains answer over the window, and trimming
         // keeps what the latest snapshot does not cover.
         let z = |c| Zxid::new(1, c);
-        let mut log = Log::new(None, (1..=5).map(|c| e(z(c))).collect());
+        let mut log = Log::new(None, (1..=5).map(|c| e(z(c))).collect(), base());
         assert_eq!(log.last(), z(5));
         assert!(log.contains(Zxid::ZERO) && log.contains(z(3)));
         assert_eq!(log.after(z(3)).len(), 2);
@@ -251,7 +284,7 @@ mod tests {
     #[should_panic(expected = "committed")]
     fn truncating_committed_entries_panics() {
         // Goal: dropping a committed entry is a loud invariant failure.
-        let mut log = Log::new(None, (1..=3).map(|c| e(Zxid::new(1, c))).collect());
+        let mut log = Log::new(None, (1..=3).map(|c| e(Zxid::new(1, c))).collect(), base());
         log.commit_through(Zxid::new(1, 2));
         log.truncate_after(Zxid::new(1, 1));
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use corral_store::LogEntry;
 
+use super::members::Membership;
 use super::types::{Epoch, PeerState, Vote, Zxid};
 
 /// An opaque, already-committed state at `zxid` (a serialized `DataTree` in a
@@ -37,10 +38,15 @@ impl Snapshot {
 }
 
 /// A fast-leader-election notification: the sender's current vote and state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
     pub vote: Vote,
     pub state: PeerState,
+    /// The sender's view (see `members`): the configuration in force at the
+    /// sender, then any pending ones. ZooKeeper's notifications carry the
+    /// configuration too: a server that missed a reconfig learns who votes
+    /// and who may lead.
+    pub configs: Vec<Membership>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,15 +90,25 @@ pub enum Message {
         entries: Vec<LogEntry>,
     },
     /// Sync: replace the state with `snapshot` and the log with `entries`.
+    /// `configs` is the leader's list of configurations (see `members`); the
+    /// learner takes it as the truth through the snapshot.
     Snap {
         conn: u64,
         epoch: Epoch,
         snapshot: Snapshot,
         entries: Vec<LogEntry>,
+        configs: Vec<Membership>,
     },
     /// Sync: the learner's log now ends at `zxid`; ACK it with `Ack{zxid}`
     /// once `epoch` is durably the current epoch and the log is durable.
-    NewLeader { conn: u64, epoch: Epoch, zxid: Zxid },
+    /// `configs` is the leader's list of configurations (see `members`); the
+    /// learner takes it as the truth through `zxid`.
+    NewLeader {
+        conn: u64,
+        epoch: Epoch,
+        zxid: Zxid,
+        configs: Vec<Membership>,
+    },
     /// Sync: a quorum acked NEWLEADER; everything up to `commit_zxid` is
     /// committed and the learner may serve.
     UpToDate {

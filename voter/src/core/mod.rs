@@ -13,6 +13,7 @@ mod follower;
 pub mod io;
 mod leader;
 mod log;
+pub mod members;
 pub mod message;
 pub mod types;
 
@@ -23,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use io::{Config, Output, PersistOp, Recovered, Request, SubmitError};
+pub use members::{Configs, Membership};
 pub use message::{Message, Notification, Snapshot};
 pub use types::{Epoch, PeerState, Role, ServerId, Vote, Zxid};
 
@@ -73,8 +75,16 @@ pub struct Core {
 impl Core {
     /// Starts LOOKING from recovered durable state.
     pub fn new(cfg: Config, recovered: Recovered, now_ms: u64) -> Core {
-        assert!(cfg.voters.contains(&cfg.id), "{} is not a voter", cfg.id);
-        let log = Log::new(recovered.snapshot, recovered.log);
+        let configs = if recovered.configs.is_empty() {
+            Configs::new(
+                recovered
+                    .membership
+                    .unwrap_or_else(|| Membership::new(Zxid::ZERO, cfg.voters.iter().copied())),
+            )
+        } else {
+            Configs::recovered(recovered.configs, recovered.membership)
+        };
+        let log = Log::new(recovered.snapshot, recovered.log, configs);
         let durable = Durable {
             accepted_epoch: recovered.accepted_epoch,
             current_epoch: recovered.current_epoch,
@@ -155,13 +165,59 @@ impl Core {
         self.election_epoch
     }
 
+    /// The configurations this node knows (see [`members`]), oldest first.
+    pub fn configs(&self) -> &[Membership] {
+        self.log.configs().list()
+    }
+
+    /// The configuration in force at this node's commit point.
+    pub fn active_config(&self) -> &Membership {
+        self.log.configs().active(self.log.committed())
+    }
+
+    /// Whether a reconfig is proposed and not yet committed here.
+    pub fn reconfig_pending(&self) -> bool {
+        self.log.configs().pending(self.log.committed())
+    }
+
+    /// The configurations whose quorums this node needs now.
+    fn view(&self) -> Vec<&Membership> {
+        self.log.configs().view(self.log.committed())
+    }
+
+    /// Whether the servers for which `yes` holds include a quorum of every
+    /// configuration in the view.
+    fn view_quorum(&self, yes: impl Fn(ServerId) -> bool) -> bool {
+        self.view().iter().all(|m| m.has_quorum(&yes))
+    }
+
+    /// Whether `s` votes in some configuration of the view.
+    fn in_view(&self, s: ServerId) -> bool {
+        self.view().iter().any(|m| m.contains(s))
+    }
+
+    /// Whether `s` may lead: it votes in some configuration of our view, or
+    /// of a pending configuration a peer reported while we look. A voter of
+    /// the old configuration leads a pending reconfig to its commit, then
+    /// steps down if it is not in the new one; a voter of the new one may
+    /// lead it too, which matters when only it holds the latest history.
+    /// Counting peers' pending configurations keeps servers that do and do
+    /// not hold a pending reconfig agreeing on candidates. Election only
+    /// picks whom to try; establishment's quorums decide.
+    fn may_lead(&self, s: ServerId) -> bool {
+        self.in_view(s) || matches!(&self.state, State::Looking(e) if e.heard.contains(&s))
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
     pub fn handle_message(&mut self, now_ms: u64, from: ServerId, msg: Message) {
         self.advance(now_ms);
-        if from == self.cfg.id || !self.cfg.voters.contains(&from) {
+        // Anyone with a cluster certificate may talk: a server outside the
+        // configuration may follow as a non-voting learner, and its votes
+        // count for nothing (see `members`).
+        if from == self.cfg.id {
             return;
         }
         if let Message::Notification(n) = msg {
@@ -280,13 +336,11 @@ impl Core {
         self.outputs.push_back(Output::Send { to, msg });
     }
 
+    /// Every other voter of the view.
     fn others(&self) -> Vec<ServerId> {
-        self.cfg
-            .voters
-            .iter()
-            .copied()
-            .filter(|&s| s != self.cfg.id)
-            .collect()
+        let mut all = Configs::union(&self.view());
+        all.remove(&self.cfg.id);
+        all.into_iter().collect()
     }
 
     fn persist(&mut self, ops: Vec<PersistOp>) {
@@ -304,11 +358,18 @@ impl Core {
         self.outputs.push_back(Output::Persist { id, ops });
     }
 
-    fn commit_through(&mut self, z: Zxid) {
+    /// Commits through `z`; returns the newest configuration a committed
+    /// reconfig among them made active, if any.
+    fn commit_through(&mut self, z: Zxid) -> Option<Membership> {
+        let mut activated = None;
         for e in self.log.commit_through(z) {
+            if let Some(m) = Membership::of_entry(&e) {
+                activated = Some(m);
+            }
             self.outputs.push_back(Output::Commit(e));
         }
         self.log.trim(self.cfg.committed_log_window);
+        activated
     }
 
     /// A handshake number: a random per-incarnation high half (from the

@@ -54,11 +54,26 @@ fn looking(vote: Vote) -> Message {
     Message::Notification(Notification {
         vote,
         state: PeerState::Looking,
+        configs: vec![Membership::new(
+            Zxid::ZERO,
+            [ServerId(1), ServerId(2), ServerId(3)],
+        )],
     })
 }
 
 /// Runs cores with instant delivery and instant fsync until `done` holds.
-fn run(cores: &mut [Core], mut now: u64, done: impl Fn(&[Core]) -> bool) -> u64 {
+fn run(cores: &mut [Core], now: u64, done: impl Fn(&[Core]) -> bool) -> u64 {
+    run_cut(cores, now, &[], done).expect("cluster did not reach the expected state")
+}
+
+/// As [`run`], dropping every message to or from the servers in `cut`;
+/// `None` if `done` never held.
+fn run_cut(
+    cores: &mut [Core],
+    mut now: u64,
+    cut: &[u64],
+    done: impl Fn(&[Core]) -> bool,
+) -> Option<u64> {
     for _ in 0..200 {
         let mut progress = true;
         while progress {
@@ -69,7 +84,9 @@ fn run(cores: &mut [Core], mut now: u64, done: impl Fn(&[Core]) -> bool) -> u64 
                     match o {
                         Output::Send { to, msg } => {
                             let from = cores[i].id();
-                            cores[(to.0 - 1) as usize].handle_message(now, from, msg)
+                            if !cut.contains(&from.0) && !cut.contains(&to.0) {
+                                cores[(to.0 - 1) as usize].handle_message(now, from, msg)
+                            }
                         }
                         Output::Persist { id, .. } => cores[i].handle_persisted(now, id),
                         _ => {}
@@ -78,14 +95,14 @@ fn run(cores: &mut [Core], mut now: u64, done: impl Fn(&[Core]) -> bool) -> u64 
             }
         }
         if done(cores) {
-            return now;
+            return Some(now);
         }
         now += TICK;
         for c in cores.iter_mut() {
             c.handle_tick(now);
         }
     }
-    panic!("cluster did not reach the expected state");
+    None
 }
 
 fn established(cores: &[Core]) -> bool {
@@ -204,7 +221,16 @@ fn a_joiner_learns_the_leader_from_decided_peers() {
         election_epoch: 7,
         peer_epoch: 2,
     };
-    let decided = |state| Message::Notification(Notification { vote, state });
+    let decided = |state| {
+        Message::Notification(Notification {
+            vote,
+            state,
+            configs: vec![Membership::new(
+                Zxid::ZERO,
+                [ServerId(1), ServerId(2), ServerId(3)],
+            )],
+        })
+    };
     c.handle_message(1, ServerId(2), decided(PeerState::Following));
     assert_eq!(
         c.role(),
@@ -234,6 +260,8 @@ fn three_servers_elect_the_most_up_to_date() {
         current_epoch: 1,
         snapshot: None,
         log: (1..=last).map(|c| entry(Zxid::new(1, c))).collect(),
+        membership: None,
+        configs: Vec::new(),
     };
     let mut cores = vec![core(1, 3, rec(3)), core(2, 3, rec(5)), core(3, 3, rec(4))];
     run(&mut cores, 0, established);
@@ -301,7 +329,14 @@ fn a_follower_acks_the_epoch_only_once_durable() {
         peer_epoch: 0,
     };
     for (from, state) in [(1, PeerState::Leading), (3, PeerState::Following)] {
-        let n = Message::Notification(Notification { vote, state });
+        let n = Message::Notification(Notification {
+            vote,
+            state,
+            configs: vec![Membership::new(
+                Zxid::ZERO,
+                [ServerId(1), ServerId(2), ServerId(3)],
+            )],
+        });
         c.handle_message(1, ServerId(from), n);
     }
     let conn = sends(&drain(&mut c))
@@ -339,7 +374,11 @@ fn sync_mode_follows_the_learners_position() {
         zxid: z(1, 4),
         state: Vec::new().into(),
     };
-    let log = Log::new(Some(snap), entries);
+    let log = Log::new(
+        Some(snap),
+        entries,
+        Configs::new(Membership::new(Zxid::ZERO, [ServerId(1)])),
+    );
     assert_eq!(choose_sync(&log, z(2, 2), z(2, 2)), SyncMode::Diff);
     assert_eq!(choose_sync(&log, z(1, 6), z(1, 5)), SyncMode::Diff);
     assert_eq!(choose_sync(&log, z(1, 4), z(1, 4)), SyncMode::Diff);
@@ -354,7 +393,11 @@ fn sync_mode_follows_the_learners_position() {
         SyncMode::TruncDiff(z(1, 5))
     );
     // Same-epoch hole: TRUNC to the entry before, then DIFF.
-    let log2 = Log::new(None, vec![entry(z(1, 1)), entry(z(1, 3))]);
+    let log2 = Log::new(
+        None,
+        vec![entry(z(1, 1)), entry(z(1, 3))],
+        Configs::new(Membership::new(Zxid::ZERO, [ServerId(1)])),
+    );
     assert_eq!(
         choose_sync(&log2, z(1, 2), Zxid::ZERO),
         SyncMode::TruncDiff(z(1, 1))
@@ -490,6 +533,8 @@ fn counter_rollover_forces_an_election() {
         current_epoch: 1,
         snapshot: None,
         log: vec![entry(Zxid::new(1, last))],
+        membership: None,
+        configs: Vec::new(),
     };
     let mut cores = vec![core(1, 3, rec(1)), core(2, 3, rec(1)), core(3, 3, rec(2))];
     let now = run(&mut cores, 0, established);
@@ -510,4 +555,201 @@ fn counter_rollover_forces_an_election() {
     assert_eq!(r, Err(SubmitError::Rollover));
     assert_eq!(leader.role(), Role::Looking);
     assert_eq!(SubmitError::Rollover.code(), -4);
+}
+
+fn reconfig_to(voters: &[u64]) -> Request {
+    let text: String = voters
+        .iter()
+        .map(|v| {
+            format!(
+                "server.{v}=127.0.0.1:{}:{};{}\n",
+                2000 + v,
+                3000 + v,
+                4000 + v
+            )
+        })
+        .collect();
+    Request {
+        session_id: 1,
+        cxid: 1,
+        time_ms: 0,
+        txn: Txn::Reconfig {
+            data: text.into_bytes(),
+        },
+    }
+}
+
+fn leader_index(cores: &[Core]) -> usize {
+    cores
+        .iter()
+        .position(|c| c.role() == Role::Leading)
+        .expect("a leader")
+}
+
+fn voters_of(c: &Core) -> Vec<u64> {
+    c.active_config().voters.iter().map(|s| s.0).collect()
+}
+
+#[test]
+fn a_synced_joiner_is_added_by_reconfig_and_every_server_activates_it() {
+    // Goal: a server outside the configuration follows as a learner, a
+    // reconfig adding it commits, and every server then votes by the new
+    // configuration.
+    let mut cores: Vec<Core> = (1..=3).map(|i| core(i, 3, Recovered::default())).collect();
+    // The joiner is configured, as in ZooKeeper, with the ensemble and itself.
+    cores.push(core(4, 4, Recovered::default()));
+    let now = run(&mut cores, 0, established);
+    assert!(cores[3].role() != Role::Leading);
+    assert_eq!(
+        voters_of(&cores[3]),
+        vec![1, 2, 3],
+        "the joiner learned the real config"
+    );
+    let l = leader_index(&cores);
+    let z = cores[l]
+        .handle_submit(now, reconfig_to(&[1, 2, 3, 4]))
+        .expect("proposed");
+    let now = run(&mut cores, now, |cs| {
+        cs.iter().all(|c| c.committed_zxid() >= z)
+    });
+    for c in &cores {
+        assert_eq!(voters_of(c), vec![1, 2, 3, 4]);
+        assert_eq!(c.active_config().version, z);
+        assert!(!c.reconfig_pending());
+    }
+    // Ordinary writes keep committing under the new configuration.
+    let w = cores[l]
+        .handle_submit(
+            now,
+            Request {
+                session_id: 1,
+                cxid: 2,
+                time_ms: 0,
+                txn: Txn::Error(0),
+            },
+        )
+        .expect("proposed");
+    run(&mut cores, now, |cs| {
+        cs.iter().all(|c| c.committed_zxid() >= w)
+    });
+}
+
+#[test]
+fn reconfigs_need_a_synced_quorum_of_the_new_config_and_one_at_a_time() {
+    // Goal: NewConfigNoQuorum when the new configuration's quorum is not
+    // synced with the leader, ReconfigInProgress while one is pending.
+    let mut cores: Vec<Core> = (1..=3).map(|i| core(i, 3, Recovered::default())).collect();
+    let now = run(&mut cores, 0, established);
+    let l = leader_index(&cores);
+    let me = l as u64 + 1;
+    assert_eq!(
+        cores[l].handle_submit(now, reconfig_to(&[me, 8, 9])),
+        Err(SubmitError::NewConfigNoQuorum)
+    );
+    let others: Vec<u64> = (1..=3).filter(|&i| i != me).collect();
+    cores[l]
+        .handle_submit(now, reconfig_to(&[me, others[0]]))
+        .expect("proposed");
+    assert!(cores[l].reconfig_pending());
+    assert_eq!(
+        cores[l].handle_submit(now, reconfig_to(&[1, 2, 3])),
+        Err(SubmitError::ReconfigInProgress)
+    );
+    let bad = Request {
+        txn: Txn::Reconfig {
+            data: b"not a config".to_vec(),
+        },
+        ..reconfig_to(&[1])
+    };
+    let now = run(&mut cores, now, |cs| !cs[l].reconfig_pending());
+    assert_eq!(
+        cores[l].handle_submit(now, bad),
+        Err(SubmitError::BadReconfig)
+    );
+}
+
+#[test]
+fn a_leader_removed_by_reconfig_steps_down_and_the_remaining_voters_elect() {
+    // Goal: the leader commits a configuration without itself, steps down,
+    // the new voters elect one of them, and the old leader follows as a
+    // non-voting learner that can never be elected again.
+    let mut cores: Vec<Core> = (1..=3).map(|i| core(i, 3, Recovered::default())).collect();
+    let now = run(&mut cores, 0, established);
+    let l = leader_index(&cores);
+    let me = l as u64 + 1;
+    let rest: Vec<u64> = (1..=3).filter(|&i| i != me).collect();
+    let z = cores[l]
+        .handle_submit(now, reconfig_to(&rest))
+        .expect("proposed");
+    let now = run(&mut cores, now, |cs| {
+        cs.iter()
+            .all(|c| c.committed_zxid() >= z && c.serving_epoch().is_some())
+            && cs.iter().any(|c| c.role() == Role::Leading)
+    });
+    let l2 = leader_index(&cores);
+    assert_ne!(l2, l, "the removed leader stepped down");
+    assert!(rest.contains(&(l2 as u64 + 1)));
+    assert_eq!(
+        cores[l].role(),
+        Role::Following {
+            leader: ServerId(l2 as u64 + 1)
+        }
+    );
+    // The new leader commits with the two remaining voters alone.
+    let w = cores[l2]
+        .handle_submit(
+            now,
+            Request {
+                session_id: 1,
+                cxid: 3,
+                time_ms: 0,
+                txn: Txn::Error(0),
+            },
+        )
+        .expect("proposed");
+    run(&mut cores, now, |cs| cs[l2].committed_zxid() >= w);
+}
+
+#[test]
+fn a_reconfig_commits_only_with_a_quorum_of_the_old_and_of_the_new_config() {
+    // Goal: joint consensus. With the new configuration's other voters cut
+    // off, the old configuration's quorum alone commits nothing from the
+    // reconfig on, and no leader is elected; once they are back it commits.
+    let mut cores: Vec<Core> = (1..=3).map(|i| core(i, 3, Recovered::default())).collect();
+    cores.push(core(4, 4, Recovered::default()));
+    cores.push(core(5, 5, Recovered::default()));
+    let now = run(&mut cores, 0, established);
+    let l = leader_index(&cores);
+    let me = l as u64 + 1;
+    let z = cores[l]
+        .handle_submit(now, reconfig_to(&[me, 4, 5]))
+        .expect("proposed");
+    let after = cores[l]
+        .handle_submit(
+            now,
+            Request {
+                session_id: 1,
+                cxid: 9,
+                time_ms: 0,
+                txn: Txn::Error(0),
+            },
+        )
+        .expect("proposed");
+    let cut = run_cut(&mut cores, now, &[4, 5], |cs| {
+        cs.iter().any(|c| c.committed_zxid() >= z)
+    });
+    assert_eq!(
+        cut, None,
+        "committed without the new configuration's quorum"
+    );
+    let old: Vec<usize> = (0..3).collect();
+    assert!(old.iter().all(|&i| cores[i].last_zxid() >= after));
+    let now = 200 * TICK + now;
+    run(&mut cores, now, |cs| {
+        cs.iter()
+            .all(|c| c.committed_zxid() >= after && c.serving_epoch().is_some())
+    });
+    for c in &cores {
+        assert_eq!(voters_of(c), vec![me, 4, 5]);
+    }
 }

@@ -13,11 +13,14 @@ use corral_store::disk::PURGED_THROUGH_KEY;
 use corral_store::snapshot::{
     list_snapshots, load_snapshot, remove_partial_snapshots, snapshot_file_name,
 };
-use corral_store::{DataTree, StoreError, TxnLog};
+use corral_store::{DataTree, Ensemble, StoreError, TxnLog};
 
-use crate::core::{Epoch, PersistOp, Recovered, Snapshot, Zxid};
+use crate::core::members::{decode_list, encode_list};
+use crate::core::{Epoch, Membership, PersistOp, Recovered, ServerId, Snapshot, Zxid};
 
 const ACCEPTED_EPOCH_KEY: &str = "zab.accepted_epoch";
+/// The configurations a learner last took from its leader.
+const CONFIGS_KEY: &str = "zab.configs";
 const CURRENT_EPOCH_KEY: &str = "zab.current_epoch";
 
 /// Where a voter keeps its files.
@@ -114,14 +117,40 @@ pub fn recover(dirs: &Dirs, log: &dyn TxnLog) -> Result<(Recovered, DataTree), S
         }
     }
     let entries = log.read_after(start)?;
+    let membership = match found.as_ref().and_then(|(_, t)| t.snapshot_config()) {
+        Some(text) => Some(membership_of(text)?),
+        None => None,
+    };
     let recovered = Recovered {
         accepted_epoch: get_epoch(log, ACCEPTED_EPOCH_KEY)?,
         current_epoch: get_epoch(log, CURRENT_EPOCH_KEY)?,
         snapshot: found.as_ref().map(|(s, _)| s.clone()),
         log: entries,
+        membership,
+        configs: match log.get_meta(CONFIGS_KEY)? {
+            Some(b) => decode_list(&b).map_err(|e| StoreError::Corrupt {
+                what: "log meta",
+                detail: format!("configurations: {e}"),
+            })?,
+            None => Vec::new(),
+        },
     };
     let tree = found.map(|(_, t)| t).unwrap_or_default();
     Ok((recovered, tree))
+}
+
+/// The voting configuration a snapshot's `/zookeeper/config` text names.
+fn membership_of(text: &[u8]) -> Result<Membership, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: "snapshot configuration",
+        detail,
+    };
+    let text = std::str::from_utf8(text).map_err(|e| corrupt(e.to_string()))?;
+    let ens = Ensemble::parse(text).map_err(|e| corrupt(e.0))?;
+    Ok(Membership::new(
+        Zxid(ens.version),
+        ens.voters().into_iter().map(ServerId),
+    ))
 }
 
 /// Applies one persist op (durable after the caller's `sync`).
@@ -129,6 +158,7 @@ pub fn apply_op(dirs: &Dirs, log: &mut dyn TxnLog, op: PersistOp) -> Result<(), 
     match op {
         PersistOp::AcceptedEpoch(e) => log.put_meta(ACCEPTED_EPOCH_KEY, &e.to_be_bytes()),
         PersistOp::CurrentEpoch(e) => log.put_meta(CURRENT_EPOCH_KEY, &e.to_be_bytes()),
+        PersistOp::Configs(list) => log.put_meta(CONFIGS_KEY, &encode_list(&list)),
         PersistOp::Append(entries) => log.append(&entries),
         PersistOp::TruncateAfter(z) => log.truncate_after(z.0),
         PersistOp::InstallSnapshot(s) => {

@@ -507,6 +507,7 @@ impl Driver {
             epoch,
             snapshot,
             entries,
+            configs,
         } = msg
         else {
             return Some(msg);
@@ -517,6 +518,7 @@ impl Driver {
                 epoch,
                 snapshot: handle,
                 entries,
+                configs,
             }),
             Err(e) => {
                 tracing::error!(error = %e, "cannot store the snapshot sent by the leader; dropping it");
@@ -1058,6 +1060,7 @@ impl Driver {
                 epoch,
                 snapshot,
                 entries,
+                configs,
             } => match disk::read_snapshot(&snapshot) {
                 Ok(bytes) => Message::Snap {
                     conn,
@@ -1067,6 +1070,7 @@ impl Driver {
                         state: Arc::from(bytes),
                     },
                     entries,
+                    configs,
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the snapshot for a SNAP sync");

@@ -3,18 +3,66 @@
 use std::collections::BTreeMap;
 
 use corral_store::LogEntry;
-use corral_voter::core::{Epoch, ServerId, Zxid};
+use corral_voter::core::{Epoch, Membership, ServerId, Zxid};
 
 /// What the whole cluster has committed, as first seen by any node.
-#[derive(Default)]
 pub struct Checker {
     /// zxid -> (entry, state digest after applying it).
     committed: BTreeMap<Zxid, (LogEntry, u64)>,
     /// epoch -> the server that led it.
     leaders: BTreeMap<Epoch, ServerId>,
+    /// The committed configurations by version, the initial one at zero.
+    configs: BTreeMap<Zxid, Membership>,
 }
 
 impl Checker {
+    pub fn new(initial: Membership) -> Checker {
+        Checker {
+            committed: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            configs: BTreeMap::from([(Zxid::ZERO, initial)]),
+        }
+    }
+
+    /// The configuration committed history puts in force at `z`.
+    pub fn config_at(&self, z: Zxid) -> &Membership {
+        self.configs
+            .range(..=z)
+            .next_back()
+            .map(|(_, m)| m)
+            .expect("the initial configuration is at zero")
+    }
+
+    /// Committed reconfigs so far.
+    pub fn reconfigs(&self) -> usize {
+        self.configs.len() - 1
+    }
+
+    /// Invariant: a serving node's configuration at its commit point is the
+    /// one committed history puts there (every server agrees on the
+    /// configuration at each zxid).
+    pub fn config(
+        &self,
+        node: ServerId,
+        committed: Zxid,
+        active: &Membership,
+    ) -> Result<(), String> {
+        // A node may also be in a later configuration than the one at its
+        // commit point when peers told it that one is in force; it must then
+        // be exactly a committed one.
+        let want = if active.version > committed {
+            self.configs.get(&active.version)
+        } else {
+            Some(self.config_at(committed))
+        };
+        if want != Some(active) {
+            return Err(format!(
+                "{node} at {committed} is in configuration {active:?}, committed history says {want:?}"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn max_committed(&self) -> Zxid {
         self.committed
             .keys()
@@ -79,6 +127,9 @@ impl Checker {
                         "{node} committed {z} below the committed maximum {}",
                         self.max_committed()
                     ));
+                }
+                if let Some(m) = Membership::of_entry(entry) {
+                    self.configs.insert(z, m);
                 }
                 self.committed.insert(z, (entry.clone(), digest));
             }

@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use corral_proto::{Acl, Id};
-use corral_store::{DataTree, LogEntry, MemTxnLog, Txn, TxnLog};
+use corral_store::{DataTree, Ensemble, LogEntry, MemTxnLog, ServerSpec, Txn, TxnLog};
+use corral_voter::core::members::{decode_list, encode_list};
 use corral_voter::core::{
-    Config, Core, Message, Output, PersistOp, Recovered, Request, Role, ServerId, Snapshot, Zxid,
+    Config, Core, Membership, Message, Output, PersistOp, Recovered, Request, Role, ServerId,
+    Snapshot, Zxid,
 };
 use corral_voter::feed::{Hub, SubId};
 use rand::{Rng, SeedableRng};
@@ -23,6 +25,7 @@ use feed::{Heartbeat, Job, Link, ObsFaults, Observer};
 
 const ACCEPTED_KEY: &str = "corral.voter.accepted_epoch";
 const CURRENT_KEY: &str = "corral.voter.current_epoch";
+const CONFIGS_KEY: &str = "corral.voter.configs";
 pub const TICK_MS: u64 = 50;
 pub(crate) const STEP_MS: u64 = 5;
 
@@ -38,6 +41,10 @@ pub struct Faults {
     pub max_disk_ms: u64,
     pub write: f64,
     pub snapshot_every: usize,
+    /// Of the random writes, the share that are reconfigs.
+    pub reconfig: f64,
+    /// Servers beyond the initial voters, started as joiners.
+    pub spares: u64,
 }
 
 impl Faults {
@@ -60,6 +67,8 @@ impl Faults {
             max_disk_ms: rng.gen_range(1..40),
             write: rng.gen_range(0.02..0.3),
             snapshot_every: rng.gen_range(3..30),
+            reconfig: pick(rng, 0.1),
+            spares: rng.gen_range(0..=2),
         }
     }
 
@@ -74,6 +83,8 @@ impl Faults {
             max_disk_ms: 5,
             write: self.write,
             snapshot_every: self.snapshot_every,
+            reconfig: self.reconfig,
+            spares: self.spares,
         }
     }
 }
@@ -237,7 +248,9 @@ pub struct Cluster {
     pub rng: ChaCha8Rng,
     pub now_ms: u64,
     nodes: Vec<Node>,
-    voters: Vec<ServerId>,
+    /// The voters of the initial configuration (the first `n` nodes; the
+    /// rest are spares, which join when a reconfig adds them).
+    initial: Vec<ServerId>,
     net: BinaryHeap<Reverse<InFlight>>,
     msgs: Vec<Option<Message>>,
     seq: u64,
@@ -297,6 +310,8 @@ pub struct Stats {
     pub slow_disconnects: u64,
     /// The deepest observer chain (1: fed by a voter).
     pub max_chain: u64,
+    /// Reconfigs committed.
+    pub reconfigs: u64,
 }
 
 impl Stats {
@@ -316,6 +331,7 @@ impl Stats {
         self.feed_cuts += o.feed_cuts;
         self.slow_disconnects += o.slow_disconnects;
         self.max_chain = self.max_chain.max(o.max_chain);
+        self.reconfigs += o.reconfigs;
     }
 }
 
@@ -344,6 +360,8 @@ impl Cluster {
             max_disk_ms: 5,
             write: 0.0,
             snapshot_every,
+            reconfig: 0.0,
+            spares: 0,
         };
         let orng = feed::observer_rng(seed);
         Cluster::build(seed, n, rng, faults, orng, ObsFaults::calm(), homes)
@@ -358,18 +376,19 @@ impl Cluster {
         obs_faults: ObsFaults,
         homes: &[Up],
     ) -> Cluster {
-        let voters: Vec<ServerId> = (1..=n).map(ServerId).collect();
+        let initial: Vec<ServerId> = (1..=n).map(ServerId).collect();
+        let all: Vec<ServerId> = (1..=n + faults.spares).map(ServerId).collect();
         let mut c = Cluster {
             seed,
             rng,
             now_ms: 0,
             nodes: Vec::new(),
-            voters: voters.clone(),
+            initial,
             net: BinaryHeap::new(),
             msgs: Vec::new(),
             seq: 0,
             blocked: BTreeSet::new(),
-            checker: Checker::default(),
+            checker: Checker::new(Membership::new(Zxid::ZERO, (1..=n).map(ServerId))),
             faults,
             writes: BTreeMap::new(),
             next_cxid: 1,
@@ -387,7 +406,7 @@ impl Cluster {
             next_link_ms: u64::MAX,
             pumping: Vec::new(),
         };
-        for &id in &voters {
+        for &id in &all {
             let tick = c.rng.gen_range(0..TICK_MS);
             c.nodes.push(Node {
                 id,
@@ -422,7 +441,14 @@ impl Cluster {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(node.id.0 << 20)
             .wrapping_add(node.incarnation);
-        let mut cfg = Config::new(node.id, self.voters.clone(), seed);
+        // A spare starts as ZooKeeper's joiners do: configured with the
+        // ensemble plus itself. It learns the real configuration when it
+        // first syncs with a leader.
+        let mut voters = self.initial.clone();
+        if !voters.contains(&node.id) {
+            voters.push(node.id);
+        }
+        let mut cfg = Config::new(node.id, voters, seed);
         cfg.tick_ms = TICK_MS;
         cfg.committed_log_window = 8;
         cfg.max_in_flight = 64;
@@ -442,16 +468,7 @@ impl Cluster {
         };
         let snapshot = node.disk.snapshot.clone();
         let snap_zxid = snapshot.as_ref().map(|s| s.zxid).unwrap_or(Zxid::ZERO);
-        let recovered = Recovered {
-            accepted_epoch: meta(ACCEPTED_KEY),
-            current_epoch: meta(CURRENT_KEY),
-            log: node
-                .disk
-                .log
-                .read_after(snap_zxid.0)
-                .expect("mem log reads"),
-            snapshot: snapshot.clone(),
-        };
+        let (accepted_epoch, current_epoch) = (meta(ACCEPTED_KEY), meta(CURRENT_KEY));
         match &snapshot {
             Some(s) => node.restore(s, true),
             None => {
@@ -459,6 +476,32 @@ impl Cluster {
                 node.history.clear();
             }
         }
+        // As the driver reads it from the snapshot: the configuration the
+        // last reconfig in the snapshot made.
+        let membership = node
+            .history
+            .entries()
+            .iter()
+            .rev()
+            .find_map(Membership::of_entry);
+        let recovered = Recovered {
+            accepted_epoch,
+            current_epoch,
+            log: node
+                .disk
+                .log
+                .read_after(snap_zxid.0)
+                .expect("mem log reads"),
+            snapshot: snapshot.clone(),
+            membership,
+            configs: node
+                .disk
+                .log
+                .get_meta(CONFIGS_KEY)
+                .expect("mem meta")
+                .map(|b| decode_list(&b).expect("sim configs decode"))
+                .unwrap_or_default(),
+        };
         node.core = Some(Core::new(cfg, recovered, self.now_ms));
         node.down_until_ms = None;
         self.drain(i);
@@ -529,6 +572,9 @@ impl Cluster {
                         }
                         PersistOp::CurrentEpoch(e) => {
                             disk.log.put_meta(CURRENT_KEY, &e.to_be_bytes())
+                        }
+                        PersistOp::Configs(list) => {
+                            disk.log.put_meta(CONFIGS_KEY, &encode_list(&list))
                         }
                         PersistOp::Append(es) => disk.log.append(&es),
                         PersistOp::TruncateAfter(z) => disk.log.truncate_after(z.0),
@@ -664,6 +710,7 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             self.step_node(i);
         }
+        self.check_configs();
         self.feed_step();
         self.faults_step();
         if self.rng.gen_bool(self.faults.write) {
@@ -704,10 +751,27 @@ impl Cluster {
         }
     }
 
+    fn check_configs(&self) {
+        for n in &self.nodes {
+            let Some(c) = n.core.as_ref().filter(|c| c.serving_epoch().is_some()) else {
+                continue;
+            };
+            if let Err(e) = self
+                .checker
+                .config(n.id, c.committed_zxid(), c.active_config())
+            {
+                panic!(
+                    "seed {}: invariant broken at {} ms: {e}",
+                    self.seed, self.now_ms
+                );
+            }
+        }
+    }
+
     fn faults_step(&mut self) {
         if self.rng.gen_bool(self.faults.partition) {
             self.blocked.clear();
-            let n = self.voters.len() as u64;
+            let n = self.nodes.len() as u64;
             match self.rng.gen_range(0..3) {
                 0 => {}
                 1 => {
@@ -780,7 +844,34 @@ impl Cluster {
         took
     }
 
+    /// A reconfig to a random non-empty set of the cluster's servers.
+    fn random_reconfig(&mut self) -> Txn {
+        let ids: Vec<u64> = loop {
+            let v: Vec<u64> = self
+                .nodes
+                .iter()
+                .map(|n| n.id.0)
+                .filter(|_| self.rng.gen_bool(0.6))
+                .collect();
+            if !v.is_empty() {
+                break v;
+            }
+        };
+        let mut ens = Ensemble::default();
+        for id in ids {
+            let line = format!("server.{id}=h:{}:{};{}", 1000 + id, 2000 + id, 3000 + id);
+            let s = ServerSpec::parse_line(&line).expect("sim spec parses");
+            ens.servers.insert(id, s);
+        }
+        Txn::Reconfig {
+            data: ens.to_text().into_bytes(),
+        }
+    }
+
     fn random_txn(&mut self, i: usize, cxid: i32) -> Txn {
+        if self.rng.gen_bool(self.faults.reconfig) {
+            return self.random_reconfig();
+        }
         let path = format!("/n{}", self.rng.gen_range(0..16));
         let tree = &self.nodes[i].tree;
         match self.rng.gen_range(0..3) {
@@ -827,13 +918,18 @@ impl Cluster {
                 .as_ref()
                 .is_some_and(|c| c.role() == Role::Leading && c.serving_epoch().is_some())
         })?;
-        let epoch = self.nodes[li].core.as_ref()?.serving_epoch();
-        let serving = self
-            .nodes
-            .iter()
-            .filter(|n| n.core.as_ref().and_then(|c| c.serving_epoch()) == epoch)
-            .count();
-        (serving > self.voters.len() / 2).then_some(li)
+        let leader = self.nodes[li].core.as_ref()?;
+        let epoch = leader.serving_epoch();
+        let config = leader.active_config();
+        config
+            .has_quorum(|s| {
+                self.nodes[self.index(s.0)]
+                    .core
+                    .as_ref()
+                    .and_then(|c| c.serving_epoch())
+                    == epoch
+            })
+            .then_some(li)
     }
 
     pub fn unresolved(&self) -> usize {
@@ -858,7 +954,7 @@ impl Cluster {
             .iter()
             .map(|n| match &n.core {
                 Some(c) => format!(
-                    "{}:{:?} e{} last {} committed {} applied {} vote {:?} round {}",
+                    "{}:{:?} e{} last {} committed {} applied {} vote {:?} round {} configs {:?}",
                     n.id,
                     c.role(),
                     c.current_epoch(),
@@ -866,7 +962,11 @@ impl Cluster {
                     c.committed_zxid(),
                     n.applied(),
                     c.vote(),
-                    c.election_epoch()
+                    c.election_epoch(),
+                    c.configs()
+                        .iter()
+                        .map(|m| (m.version, m.voters.iter().map(|s| s.0).collect::<Vec<_>>()))
+                        .collect::<Vec<_>>()
                 ),
                 None => format!("{}:down", n.id),
             })

@@ -4,7 +4,11 @@
 //! Phase 1 (safety): swarm-random faults — message drop, duplication, delay
 //! and reordering, symmetric and asymmetric partitions, crashes that lose
 //! unsynced writes (sometimes with a torn last record), restarts — with
-//! random client writes to whoever leads. Up to three observers per seed are
+//! random client writes to whoever leads, some of them reconfigs to a random
+//! set of the cluster's servers (up to two spares start as joiners, as
+//! ZooKeeper's are configured: the ensemble plus themselves). Every serving
+//! node's configuration must be the one committed history puts at its
+//! commit point, and at most one leader is established per epoch. Up to three observers per seed are
 //! fed the committed stream by a voter or (in chains) an earlier observer,
 //! over feed links that are cut, whose upstreams crash, and which crash
 //! themselves (see `cluster/feed.rs`). Invariants are checked on every
@@ -44,6 +48,7 @@ fn run_seed(seed: u64) -> cluster::Stats {
             if probes_sent && c.checker.committed_count() > committed_before {
                 let mut stats = c.stats.clone();
                 stats.committed = c.checker.committed_count() as u64;
+                stats.reconfigs = c.checker.reconfigs() as u64;
                 stats.slow_disconnects = c.slow_disconnects();
                 return stats;
             }
@@ -105,6 +110,7 @@ fn simulated_clusters_stay_safe_and_recover() {
             total.obs_diff_catchups > 0 && total.obs_snap_catchups > 0 && total.obs_crashes > 0,
             "observer feeds must resume both ways and crash"
         );
+        assert!(total.reconfigs > 0, "membership must change");
     }
 }
 
