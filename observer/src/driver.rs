@@ -356,9 +356,11 @@ impl Driver {
 
     fn answer(&mut self, env: Envelope) {
         match env {
-            Envelope::ForwardFailed { session_id, cxid } => {
-                self.waiters.take(session_id, cxid);
-            }
+            Envelope::ForwardFailed {
+                session_id,
+                cxid,
+                code,
+            } => self.waiters.fail(&self.shared, session_id, cxid, code),
             Envelope::RevalidateReply { req, live } => {
                 self.rpcs.revalidated(&self.shared, req, live)
             }
@@ -642,7 +644,11 @@ impl Driver {
                         if let Some((session_id, cxid)) = failed {
                             let env = Envelope::Relayed {
                                 origin,
-                                inner: Box::new(Envelope::ForwardFailed { session_id, cxid }),
+                                inner: Box::new(Envelope::ForwardFailed {
+                                    session_id,
+                                    cxid,
+                                    code: 0,
+                                }),
                             };
                             self.hub.route(origin, &env);
                         }

@@ -156,6 +156,19 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
+    /// Whether the client should get [`SubmitError::code`] as the answer;
+    /// otherwise the write's fate is not its to know (the leader may be
+    /// gone) and its connection closes, as ZooKeeper's does.
+    pub fn definite(&self) -> bool {
+        matches!(
+            self,
+            SubmitError::Busy(_)
+                | SubmitError::ReconfigInProgress
+                | SubmitError::NewConfigNoQuorum
+                | SubmitError::BadReconfig
+        )
+    }
+
     /// The ZooKeeper error code a client sees.
     pub fn code(&self) -> i32 {
         match self {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use corral_auth::Principal;
 use corral_proto::{ErrorCode, Request};
-use corral_server::apply::{apply_batch, reply_frame, Committed, Completion, ReplyShape};
+use corral_server::apply::{apply_batch, Completion, ReplyShape};
 use corral_server::commit::{shape_of, WriteOp, WriteRequest};
 use corral_server::prep::{Pending, Prep, PrepOptions};
 use corral_server::state::{wall_ms, ModeInfo, Shared};
@@ -379,7 +379,14 @@ impl Driver {
                     session_id, cxid, ..
                 } = req
                 {
-                    self.answer(origin, Envelope::ForwardFailed { session_id, cxid });
+                    self.answer(
+                        origin,
+                        Envelope::ForwardFailed {
+                            session_id,
+                            cxid,
+                            code: 0,
+                        },
+                    );
                 }
             }
         }
@@ -480,10 +487,11 @@ impl Driver {
             | Envelope::Touch { .. }
             | Envelope::Revalidate { .. }
             | Envelope::Sync { .. }) => self.request(Origin::Peer(from), req),
-            Envelope::ForwardFailed { session_id, cxid } => {
-                // Dropping the completion closes the client's connection.
-                self.waiters.take(session_id, cxid);
-            }
+            Envelope::ForwardFailed {
+                session_id,
+                cxid,
+                code,
+            } => self.waiters.fail(&self.shared, session_id, cxid, code),
             Envelope::RevalidateReply { req, live } => {
                 self.rpcs.revalidated(&self.shared, req, live);
             }
@@ -726,26 +734,23 @@ impl Driver {
         e: &SubmitError,
     ) {
         tracing::debug!(error = %e, session = format_args!("0x{session_id:x}"), "write refused");
+        let code = if e.definite() { e.code() } else { 0 };
         if origin != Origin::Local {
-            self.answer(origin, Envelope::ForwardFailed { session_id, cxid });
+            self.answer(
+                origin,
+                Envelope::ForwardFailed {
+                    session_id,
+                    cxid,
+                    code,
+                },
+            );
             return;
         }
-        let Some(c) = waiter else { return };
-        if let SubmitError::Busy(_) = e {
-            let zxid = self.shared.last_zxid();
-            let code = ErrorCode::ThrottledOp.code();
-            let frame = match c.shape {
-                ReplyShape::Session => None,
-                _ => Some(reply_frame(c.xid, zxid, code, None)),
-            };
-            let _ = c.reply.send(Committed {
-                zxid,
-                err: code,
-                frame,
-            });
+        // A write whose fate is unknown closes the connection (code 0): the
+        // client retries elsewhere.
+        if let Some(c) = waiter {
+            waits::fail(&self.shared, c, code);
         }
-        // Otherwise drop it: the connection closes and the client retries
-        // elsewhere.
     }
 
     fn sync(&mut self, reply: oneshot::Sender<bool>) {

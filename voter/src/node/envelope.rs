@@ -76,11 +76,14 @@ pub enum Envelope {
         principals: Vec<Id>,
         op: ForwardOp,
     },
-    /// Leader → learner: the leader could not propose this write (it is not
-    /// established, or too much is in flight); the client's connection closes.
+    /// Leader → learner: the leader could not propose this write. With
+    /// `code` 0 its fate is unknown to the client (the leader is not
+    /// established, say) and the client's connection closes; otherwise the
+    /// client gets that error (THROTTLEDOP, RECONFIGINPROGRESS, …).
     ForwardFailed {
         session_id: i64,
         cxid: i32,
+        code: i32,
     },
     /// Learner → leader: sessions with client activity since the last touch.
     Touch {
@@ -203,10 +206,15 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
                 }
             }
         }
-        Envelope::ForwardFailed { session_id, cxid } => {
+        Envelope::ForwardFailed {
+            session_id,
+            cxid,
+            code,
+        } => {
             w.write_raw(&[TAG_FORWARD_FAILED]);
             w.write_i64(*session_id);
             w.write_i32(*cxid);
+            w.write_i32(*code);
         }
         Envelope::Touch { sessions } => {
             w.write_raw(&[TAG_TOUCH]);
@@ -335,6 +343,7 @@ pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
         TAG_FORWARD_FAILED => Envelope::ForwardFailed {
             session_id: r.read_i64()?,
             cxid: r.read_i32()?,
+            code: r.read_i32()?,
         },
         TAG_TOUCH => Envelope::Touch {
             sessions: r.read_vec(12, |r| Ok((r.read_i64()?, r.read_i32()?)))?,
@@ -436,6 +445,7 @@ mod tests {
             Envelope::ForwardFailed {
                 session_id: 9,
                 cxid: 5,
+                code: -127,
             },
             Envelope::Touch {
                 sessions: vec![(1, 4000), (2, 30000)],
@@ -460,6 +470,7 @@ mod tests {
                 inner: Box::new(Envelope::ForwardFailed {
                     session_id: 1,
                     cxid: 2,
+                    code: 0,
                 }),
             },
             Envelope::FeedHello {

@@ -24,6 +24,24 @@ struct Waiter {
     since: Instant,
 }
 
+/// Completes `c` with error `code`, or drops it (closing the client's
+/// connection) when `code` is 0: see [`Waiters::fail`].
+pub fn fail(shared: &Shared, c: Completion, code: i32) {
+    if code == 0 {
+        return;
+    }
+    let zxid = shared.last_zxid();
+    let frame = match c.shape {
+        ReplyShape::Session => None,
+        _ => Some(corral_server::apply::reply_frame(c.xid, zxid, code, None)),
+    };
+    let _ = c.reply.send(Committed {
+        zxid,
+        err: code,
+        frame,
+    });
+}
+
 /// Client writes waiting for their txn, keyed by (session id, cxid).
 #[derive(Default)]
 pub struct Waiters {
@@ -59,6 +77,15 @@ impl Waiters {
             self.map.remove(&(session_id, cxid));
         }
         w.map(|w| w.completion)
+    }
+
+    /// Ends a write the leader refused: with a definite `code` the client
+    /// gets that error; with 0 the completion is dropped, which closes the
+    /// client's connection (the write's fate is unknown to it).
+    pub fn fail(&mut self, shared: &Shared, session_id: i64, cxid: i32, code: i32) {
+        if let Some(c) = self.take(session_id, cxid) {
+            fail(shared, c, code);
+        }
     }
 
     /// Drops every waiter (their connections close: "maybe applied").
