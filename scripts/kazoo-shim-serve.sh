@@ -15,6 +15,9 @@ mkdir -p "$certs"
   "$bin" cert --dir "$certs" --ids 0,1,2,3,4,5,6,7,8,9 >/dev/null
 ) 9>"$certs/.lock"
 export CORRAL_PEER_TLS_DIR="$certs"
-# kazoo starts ZooKeeper with -Dreadonlymode.enabled=true, which the shim cannot see.
+# kazoo starts ZooKeeper with -Dreadonlymode.enabled=true and a super digest
+# for the password "test" (-Dzookeeper.DigestAuthenticationProvider.superDigest),
+# which the shim cannot see.
 export CORRAL_READ_ONLY_MODE=${CORRAL_READ_ONLY_MODE:-true}
+export CORRAL_ZK_SUPER_DIGEST=${CORRAL_ZK_SUPER_DIGEST:-super:D/InIHSb7yEEbrWz8b9l71RjZJU=}
 exec "$bin" serve --zoo-cfg "$1"

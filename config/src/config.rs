@@ -117,6 +117,9 @@ pub struct Config {
     /// that ask for read-only mode may connect and read (writes fail with
     /// NOTREADONLY).
     pub read_only_mode: bool,
+    /// ZooKeeper's `reconfigEnabled`: super users may change the ensemble's
+    /// membership with `reconfig` (off by default, as in ZooKeeper).
+    pub reconfig_enabled: bool,
     /// `voter` (default) or `observer`. A node whose own `servers` entry is
     /// marked observer (zoo.cfg `:observer` / `peerType=observer`) is one too.
     pub role: String,
@@ -217,6 +220,7 @@ impl Default for Config {
             peer_sync_limit_ticks: 5,
             peer_init_limit_ticks: 100,
             read_only_mode: false,
+            reconfig_enabled: false,
             role: "voter".to_string(),
             region: String::new(),
             upstreams: Vec::new(),
@@ -375,6 +379,7 @@ pub const KEYS: &[&str] = &[
     "peer_sync_limit_ticks",
     "peer_init_limit_ticks",
     "read_only_mode",
+    "reconfig_enabled",
     "role",
     "region",
     "upstreams",

@@ -53,6 +53,7 @@ pub const ZOO_CFG_KEYS: &[(&str, &str)] = &[
     ("four_letter_words", "4lw.commands.whitelist"),
     ("ttl_nodes_enabled", "extendedTypesEnabled"),
     ("read_only_mode", "readonlymode.enabled"),
+    ("reconfig_enabled", "reconfigEnabled"),
     (
         "container_check_interval_ms",
         "znode.container.checkIntervalMs",
@@ -285,6 +286,9 @@ impl Parser {
             }
             "readonlymode.enabled" => {
                 self.parsed.config.read_only_mode = self.boolean(line, name, value)?
+            }
+            "reconfigEnabled" => {
+                self.parsed.config.reconfig_enabled = self.boolean(line, name, value)?
             }
             "znode.container.checkIntervalMs" => {
                 self.parsed.config.container_check_interval_ms = self.number(line, name, value)?

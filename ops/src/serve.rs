@@ -132,11 +132,38 @@ fn options(cfg: &Config) -> ServerOptions {
     o.max_batch = cfg.max_batch;
     o.max_outstanding_per_session = cfg.max_outstanding_per_session;
     o.read_only_mode = cfg.read_only_mode;
+    o.reconfig_enabled = cfg.reconfig_enabled;
+    o.ensemble = ensemble_of(cfg).map(std::sync::Arc::new);
     o.log_engine = match cfg.txn_log_engine.as_str() {
         "sled" => corral_server::state::LogEngine::Sled,
         _ => corral_server::state::LogEngine::File,
     };
     o
+}
+
+/// The ensemble a cluster node starts with, from `servers` (what
+/// `/zookeeper/config` shows until a reconfig commits); `None` standalone.
+fn ensemble_of(cfg: &Config) -> Option<corral_store::Ensemble> {
+    if !cfg.is_cluster() {
+        return None;
+    }
+    let mut e = corral_store::Ensemble::default();
+    for s in &cfg.servers {
+        let spec = corral_store::ServerSpec {
+            id: s.id,
+            host: s.host.clone(),
+            quorum_port: s.quorum_port,
+            election_port: s.election_port,
+            role: if s.observer {
+                corral_store::MemberRole::Observer
+            } else {
+                corral_store::MemberRole::Participant
+            },
+            client: s.client.clone(),
+        };
+        e.servers.insert(s.id, spec);
+    }
+    Some(e)
 }
 
 /// The TLS listener's options, when `secure_client_port` is set (validation has

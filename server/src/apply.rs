@@ -112,7 +112,13 @@ pub fn apply_entry(
         let frame = match c.shape {
             ReplyShape::Session => None,
             _ => {
-                let (err, body) = shape_reply(&c.shape, &applied.outcome);
+                let (err, body) = match (&entry.txn, &applied.outcome) {
+                    // reconfig answers with the new configuration, as getData would.
+                    (Txn::Reconfig { data }, Outcome::SetData { stat }) => {
+                        (0, Some(Response::Data(Some(data.clone()), *stat)))
+                    }
+                    _ => shape_reply(&c.shape, &applied.outcome),
+                };
                 Some(reply_frame(c.xid, entry.hdr.zxid, err, body.as_ref()))
             }
         };

@@ -23,6 +23,7 @@ pub mod jks;
 pub mod node;
 pub mod prep;
 pub mod read;
+pub mod reconfig;
 pub mod session;
 pub mod state;
 pub mod tenancy;

@@ -22,9 +22,11 @@ use std::sync::Arc;
 use corral_auth::Principal;
 use corral_proto::opcode::perms;
 use corral_proto::request::{
-    CheckVersionRequest, CreateRequest, DeleteRequest, SetAclRequest, SetDataRequest,
+    CheckVersionRequest, CreateRequest, DeleteRequest, ReconfigRequest, SetAclRequest,
+    SetDataRequest,
 };
 use corral_proto::{Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request, Stat};
+use corral_store::ensemble::CONFIG_NODE;
 use corral_store::{DataTree, NodeKind, Txn};
 use corral_tenant::{Quotas, Registry, Tenant, Usage, REGISTRY_ROOT};
 
@@ -57,6 +59,8 @@ pub struct Pending {
     /// Registry records written by pending txns (`None`: deleted), by name.
     tenants: HashMap<String, (i64, Option<Tenant>)>,
     tenants_order: VecDeque<(i64, String)>,
+    /// The configuration text of a pending reconfig, with its zxid.
+    config: Option<(i64, Vec<u8>)>,
 }
 
 /// A change of a namespace's usage.
@@ -108,6 +112,7 @@ impl Pending {
         self.usage_log.clear();
         self.tenants.clear();
         self.tenants_order.clear();
+        self.config = None;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,6 +127,9 @@ impl Pending {
     /// A leader with proposals in flight calls this as each commits
     /// (ZooKeeper drops its outstanding changes the same way).
     pub fn applied_through(&mut self, zxid: i64) {
+        if self.config.as_ref().is_some_and(|(z, _)| *z <= zxid) {
+            self.config = None;
+        }
         while self.order.front().is_some_and(|(z, _)| *z <= zxid) {
             let Some((_, path)) = self.order.pop_front() else {
                 break;
@@ -179,6 +187,10 @@ pub struct PrepOptions {
     pub ttl_enabled: bool,
     /// The tenant registry, for record validation and tree quotas.
     pub directory: DirectoryHandle,
+    /// `reconfig` is allowed (ZooKeeper's `reconfigEnabled`).
+    pub reconfig_enabled: bool,
+    /// The ensemble the node started with; `None` standalone.
+    pub ensemble: Option<Arc<corral_store::Ensemble>>,
 }
 
 impl PrepOptions {
@@ -187,6 +199,8 @@ impl PrepOptions {
         PrepOptions {
             ttl_enabled,
             directory: Default::default(),
+            reconfig_enabled: false,
+            ensemble: None,
         }
     }
 
@@ -195,6 +209,8 @@ impl PrepOptions {
         PrepOptions {
             ttl_enabled: shared.opts.ttl_nodes_enabled,
             directory: shared.tenancy.directory_handle(),
+            reconfig_enabled: shared.opts.reconfig_enabled,
+            ensemble: shared.opts.ensemble.clone(),
         }
     }
 
@@ -279,7 +295,7 @@ impl<'a> Prep<'a> {
             Request::SetAcl(s) => self.set_acl(s),
             Request::Check(c) => self.check(c),
             Request::Multi(ops) => return self.multi(ops),
-            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+            Request::Reconfig(r) => self.reconfig(r),
             Request::CloseSession => Ok(self.close_session(self.session_id)),
             _ => {
                 debug_assert!(false, "prep given a non-write {op:?}");
@@ -455,6 +471,34 @@ impl<'a> Prep<'a> {
             data,
             version,
         })
+    }
+
+    /// See [`crate::reconfig`].
+    fn reconfig(&mut self, r: &ReconfigRequest) -> PrepResult<Txn> {
+        if !self.opts.reconfig_enabled {
+            return Err(ErrorCode::ReconfigDisabled);
+        }
+        // ZooKeeper: "standalone mode - reconfiguration currently not supported".
+        let Some(bootstrap) = self.opts.ensemble.clone() else {
+            return Err(ErrorCode::Unimplemented);
+        };
+        let text = match &self.pending.config {
+            Some((_, pending)) => Some(pending.as_slice()),
+            None => self.tree.config_data(),
+        };
+        let current = crate::reconfig::current(text, &bootstrap);
+        let mut next = crate::reconfig::next(&current, r)?;
+        next.version = self.zxid;
+        let mut node = self.get(CONFIG_NODE)?;
+        self.check_acl(&node.acl, perms::WRITE)?;
+        let data = next.to_text().into_bytes();
+        node.stat.version = -1;
+        node.stat.mzxid = self.zxid;
+        node.stat.mtime = self.time_ms;
+        node.stat.data_length = data.len() as i32;
+        self.put(CONFIG_NODE, Some(node));
+        self.pending.config = Some((self.zxid, data.clone()));
+        Ok(Txn::Reconfig { data })
     }
 
     fn set_acl(&mut self, s: &SetAclRequest) -> PrepResult<Txn> {

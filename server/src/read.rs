@@ -5,6 +5,7 @@
 use corral_auth::Principal;
 use corral_proto::opcode::{add_watch_mode, perms};
 use corral_proto::{ErrorCode, MultiOp, MultiResult, Request, Response};
+use corral_store::ensemble::CONFIG_NODE;
 use corral_store::DataTree;
 
 use crate::state::Shared;
@@ -141,6 +142,17 @@ impl ReadCtx<'_> {
         }
         if watch {
             self.watch(path, WatchKind::Data)?;
+        }
+        // Until a reconfig commits, /zookeeper/config shows the ensemble the
+        // node was started with (ZooKeeper writes its static configuration
+        // there at startup; here it is not part of the replicated tree).
+        if path == CONFIG_NODE && n.data().is_none_or(|d| d.is_empty()) {
+            if let Some(e) = &self.shared.opts.ensemble {
+                let text = e.to_text().into_bytes();
+                let mut stat = n.stat();
+                stat.data_length = text.len() as i32;
+                return Ok(Response::Data(Some(text), stat));
+            }
         }
         Ok(Response::Data(n.data().map(|d| d.to_vec()), n.stat()))
     }

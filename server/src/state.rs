@@ -44,6 +44,11 @@ pub struct ServerOptions {
     pub read_only_mode: bool,
     /// Tenants, the unbound policy and the audit log (none by default).
     pub tenancy: TenancyOptions,
+    /// ZooKeeper's `reconfigEnabled` (off by default, as in ZooKeeper).
+    pub reconfig_enabled: bool,
+    /// The ensemble this node was started with (`None` standalone): what
+    /// `/zookeeper/config` shows until a reconfig commits.
+    pub ensemble: Option<Arc<corral_store::Ensemble>>,
 }
 
 /// Which [`corral_store::TxnLog`] holds the txn log.
@@ -79,6 +84,8 @@ impl ServerOptions {
             log_engine: LogEngine::File,
             read_only_mode: false,
             tenancy: TenancyOptions::default(),
+            reconfig_enabled: false,
+            ensemble: None,
         }
     }
 

@@ -12,7 +12,8 @@
 //! `server.5=h:1:2;3456` is written back as `server.5=h:1:2:participant;0.0.0.0:3456`.
 //!
 //! In corral the quorum port is the peer (QUIC) port; the election port is
-//! kept for compatibility and unused (election shares the peer connection).
+//! kept for compatibility and unused (election shares the peer connection),
+//! so it may equal the quorum port.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -107,12 +108,9 @@ impl ServerSpec {
             )));
         }
         let quorum_port = port(p[1], "quorum")?;
+        // Equal ports are fine for corral (election shares the peer port);
+        // reconfig refuses them in what clients send, as ZooKeeper does.
         let election_port = port(p[2], "election")?;
-        if quorum_port == election_port {
-            return Err(bad(format!(
-                "server.{id}: quorum and election ports must differ in {spec:?}"
-            )));
-        }
         let role = match p.get(3).map(|r| r.trim().to_ascii_lowercase()).as_deref() {
             None | Some("participant") => MemberRole::Participant,
             Some("observer") => MemberRole::Observer,
@@ -277,7 +275,6 @@ mod tests {
             ("some thing", "server.<id>"),
             ("server.x=h:1:2", "server.<id>"),
             ("server.1=h:1", "does not have the form"),
-            ("server.1=h:1:1", "must differ"),
             ("server.1=h:a:2", "not a port"),
             ("server.1=h:1:2:leader", "unknown role"),
             ("server.1=h:1:2;h:x", "not a port"),
