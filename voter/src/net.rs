@@ -25,6 +25,18 @@
 //!   judged the client certificate, so a dialer the acceptor refuses counts
 //!   as connected for about one round trip, and frames it writes in that
 //!   window are lost.)
+//! - **Membership changes** ([`Net::add_peer`], [`Net::remove_peer`]): the
+//!   driver adds the voters a reconfiguration names and removes the ones a
+//!   committed one drops; a removed server's connections close and it is
+//!   refused until a later configuration names it again. A server that knows
+//!   us but that we do not know yet (a joiner catching up before the
+//!   reconfig that adds it) cannot be dialed by us; when a peer with a
+//!   smaller id has not dialed it for [`INTRODUCE_AFTER`], it *introduces*
+//!   itself: it dials that peer once and closes the connection at once. The
+//!   smaller side, seeing a certificate-verified server it does not know,
+//!   adds it at the connection's source address (the peer's own UDP socket)
+//!   and dials it. A known peer's introduction is ignored (it is dialed
+//!   already).
 //! - **Reconnect** with jittered exponential backoff (50 ms doubling to 2 s)
 //!   while a peer is unreachable; the backoff restarts after a connection
 //!   that lived at least 2 s, so a peer that accepts and at once rejects us
@@ -66,10 +78,10 @@
 //! - At most [`MAX_PENDING_HANDSHAKES`] inbound handshakes run at once;
 //!   further connection attempts are refused until one finishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -114,6 +126,12 @@ const CLOSE_SHUTDOWN: u32 = 0;
 const CLOSE_IDENTITY: u32 = 1;
 const CLOSE_REPLACED: u32 = 2;
 const CLOSE_PROTOCOL: u32 = 3;
+const CLOSE_INTRODUCED: u32 = 4;
+const CLOSE_REMOVED: u32 = 5;
+
+/// How long an accepting side waits for a smaller peer to dial before it
+/// introduces itself (see the module docs), and again between introductions.
+pub const INTRODUCE_AFTER: Duration = Duration::from_secs(2);
 
 /// A logical stream between two peers. Frames on one channel stay in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -290,14 +308,66 @@ struct Ctx {
     feeds: Option<FeedAcceptor>,
     max_frame: usize,
     queue_len: usize,
-    peers: BTreeMap<u64, Arc<Peer>>,
+    peers: RwLock<BTreeMap<u64, Arc<Peer>>>,
+    /// Servers removed from the configuration: refused until added again.
+    removed: Mutex<BTreeSet<u64>>,
+    /// What a peer added later needs to run (`None` once shut down, so the
+    /// UDP port is released and the inbound receiver ends).
+    endpoint: Mutex<Option<Endpoint>>,
+    inbound: Mutex<Option<mpsc::Sender<Inbound>>>,
+    /// The runtime the transport started in ([`Net::add_peer`] may be called
+    /// from a plain thread).
+    runtime: tokio::runtime::Handle,
     handshake_failures: AtomicU64,
     identity_rejections: AtomicU64,
+}
+
+impl Ctx {
+    fn peer(&self, id: u64) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn all_peers(&self) -> Vec<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Adds `id` at `addr` and starts its tasks; `None` if it is known
+    /// already or the transport is shut down.
+    fn add(self: &Arc<Ctx>, id: u64, addr: SocketAddr) -> Option<Arc<Peer>> {
+        let inbound = lock(&self.inbound).clone()?;
+        let endpoint = lock(&self.endpoint).clone()?;
+        let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+        if peers.contains_key(&id) || id == self.id {
+            return None;
+        }
+        let peer = Arc::new(Peer::new(id, addr, self.queue_len));
+        let task = if self.id < id {
+            self.runtime
+                .spawn(dial_loop(self.clone(), peer.clone(), endpoint, inbound))
+        } else {
+            self.runtime
+                .spawn(accept_side_loop(self.clone(), peer.clone(), inbound))
+        };
+        lock(&peer.tasks).push(task.abort_handle());
+        peers.insert(id, peer.clone());
+        Some(peer)
+    }
 }
 
 struct Peer {
     id: u64,
     addr: SocketAddr,
+    /// Its dial or accept loop.
+    tasks: Mutex<Vec<AbortHandle>>,
     queues: [mpsc::Sender<Vec<u8>>; 3],
     /// Held by the writer of the current connection, one per channel.
     outgoing: [tokio::sync::Mutex<Outgoing>; 3],
@@ -403,42 +473,25 @@ impl Net {
         })?;
         endpoint.set_default_client_config(client_config);
 
-        let peers = cfg
-            .peers
-            .iter()
-            .map(|&(id, addr)| (id, Arc::new(Peer::new(id, addr, cfg.queue_len))))
-            .collect();
+        let (inbound_tx, inbound_rx) = mpsc::channel(cfg.inbound_len);
         let ctx = Arc::new(Ctx {
             id: cfg.id,
             feeds: cfg.feeds.clone(),
             max_frame: cfg.max_frame,
             queue_len: cfg.queue_len,
-            peers,
+            peers: RwLock::new(BTreeMap::new()),
+            removed: Mutex::new(BTreeSet::new()),
+            endpoint: Mutex::new(Some(endpoint.clone())),
+            inbound: Mutex::new(Some(inbound_tx)),
+            runtime: tokio::runtime::Handle::current(),
             handshake_failures: AtomicU64::new(0),
             identity_rejections: AtomicU64::new(0),
         });
-        let (inbound_tx, inbound_rx) = mpsc::channel(cfg.inbound_len);
-
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(accept_loop(ctx.clone(), endpoint.clone())).abort_handle());
-        for peer in ctx.peers.values() {
-            let task = if ctx.id < peer.id {
-                tokio::spawn(dial_loop(
-                    ctx.clone(),
-                    peer.clone(),
-                    endpoint.clone(),
-                    inbound_tx.clone(),
-                ))
-            } else {
-                tokio::spawn(accept_side_loop(
-                    ctx.clone(),
-                    peer.clone(),
-                    inbound_tx.clone(),
-                ))
-            };
-            tasks.push(task.abort_handle());
+        for &(id, addr) in &cfg.peers {
+            ctx.add(id, addr);
         }
-        info!(id = ctx.id, %local_addr, peers = ctx.peers.len(), "peer transport started");
+        let tasks = vec![tokio::spawn(accept_loop(ctx.clone(), endpoint.clone())).abort_handle()];
+        info!(id = ctx.id, %local_addr, peers = cfg.peers.len(), "peer transport started");
         let net = Net {
             inner: Arc::new(NetInner {
                 ctx,
@@ -468,7 +521,7 @@ impl Net {
             return Err(SendError::Shutdown);
         }
         let ctx = &self.inner.ctx;
-        let peer = ctx.peers.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let peer = ctx.peer(to).ok_or(SendError::UnknownPeer(to))?;
         if frame.len() > ctx.max_frame {
             return Err(SendError::TooLarge {
                 len: frame.len(),
@@ -489,18 +542,47 @@ impl Net {
     pub fn connected(&self) -> Vec<u64> {
         self.inner
             .ctx
-            .peers
-            .values()
+            .all_peers()
+            .iter()
             .filter(|p| p.is_connected())
             .map(|p| p.id)
             .collect()
     }
 
+    /// Makes `id` a peer at `addr` (a configuration names it); no change if
+    /// it is one already.
+    pub fn add_peer(&self, id: u64, addr: SocketAddr) {
+        if self.inner.shut.load(Ordering::Acquire) {
+            return;
+        }
+        let ctx = &self.inner.ctx;
+        lock(&ctx.removed).remove(&id);
+        if ctx.add(id, addr).is_some() {
+            info!(id = ctx.id, peer = id, %addr, "peer added");
+        }
+    }
+
+    /// Drops peer `id` (a committed configuration no longer names it): its
+    /// connection closes and it is refused until added again.
+    pub fn remove_peer(&self, id: u64) {
+        let ctx = &self.inner.ctx;
+        lock(&ctx.removed).insert(id);
+        let peer = ctx
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(peer) = peer {
+            peer.stop(CLOSE_REMOVED, b"removed from the configuration");
+            info!(id = ctx.id, peer = id, "peer removed");
+        }
+    }
+
     pub fn stats(&self) -> NetStats {
         let ctx = &self.inner.ctx;
         let peers = ctx
-            .peers
-            .values()
+            .all_peers()
+            .iter()
             .map(|p| {
                 let c = &p.counters;
                 let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -545,9 +627,10 @@ impl NetInner {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
-        for peer in self.ctx.peers.values() {
-            peer.offered.send_replace(None);
-            lock(&peer.current).take();
+        lock(&self.ctx.inbound).take();
+        lock(&self.ctx.endpoint).take();
+        for peer in self.ctx.all_peers() {
+            peer.stop(CLOSE_SHUTDOWN, b"shutdown");
         }
         info!(id = self.ctx.id, "peer transport shut down");
     }
@@ -581,6 +664,18 @@ impl Peer {
             current: Mutex::new(None),
             offered,
             counters: Counters::default(),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Stops its tasks and closes its connection with `code`.
+    fn stop(&self, code: u32, why: &[u8]) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        self.offered.send_replace(None);
+        if let Some(c) = lock(&self.current).take() {
+            c.close(code.into(), why);
         }
     }
 
@@ -820,7 +915,7 @@ async fn accept_one(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
     };
     if crate::feed::link::alpn_of(&conn).as_deref() == Some(crate::feed::link::FEED_ALPN) {
         return match &ctx.feeds {
-            Some(f) if id != ctx.id && !ctx.peers.contains_key(&id) => {
+            Some(f) if id != ctx.id && ctx.peer(id).is_none() => {
                 debug!(id = ctx.id, observer = id, %remote, "observer feed accepted");
                 crate::feed::link::serve_downstream(conn, id, f.0.clone());
             }
@@ -832,27 +927,47 @@ async fn accept_one(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
             None => reject(&ctx, &conn, "this node takes no observer feeds"),
         };
     }
-    match ctx.peers.get(&id) {
-        None => reject(
+    if id == ctx.id {
+        return reject(&ctx, &conn, &format!("{remote} presented our own id {id}"));
+    }
+    if lock(&ctx.removed).contains(&id) {
+        return reject(
             &ctx,
             &conn,
-            &format!(
-                "{remote} presented a certificate for server {id}, which is not a peer of server {}",
-                ctx.id
-            ),
-        ),
-        Some(_) if id > ctx.id => reject(
-            &ctx,
-            &conn,
-            &format!(
-                "server {id} at {remote} dialed server {}, but the smaller id dials",
-                ctx.id
-            ),
-        ),
-        Some(peer) => {
-            debug!(id = ctx.id, peer = id, %remote, "peer connection accepted");
-            peer.offered.send_replace(Some(conn));
-        }
+            &format!("server {id} at {remote} was removed from the configuration"),
+        );
+    }
+    let peer = match ctx.peer(id) {
+        Some(p) => p,
+        // A server we do not know yet (a joiner): it is where it dialed from.
+        None => match ctx.add(id, remote) {
+            Some(p) => {
+                info!(id = ctx.id, peer = id, %remote, "peer introduced itself; added");
+                p
+            }
+            None => return conn.close(CLOSE_SHUTDOWN.into(), b"shutting down"),
+        },
+    };
+    if id > ctx.id {
+        // An introduction: we dial it (now, or already).
+        debug!(id = ctx.id, peer = id, %remote, "introduction from a peer we dial");
+        conn.close(CLOSE_INTRODUCED.into(), b"introduced; the smaller id dials");
+        return;
+    }
+    debug!(id = ctx.id, peer = id, %remote, "peer connection accepted");
+    peer.offered.send_replace(Some(conn));
+}
+
+/// Dials a smaller peer that has not dialed us, so that it learns of us (see
+/// the module docs); it closes the connection once it has.
+async fn introduce(ctx: &Ctx, peer: &Peer) {
+    let Some(endpoint) = lock(&ctx.endpoint).clone() else {
+        return;
+    };
+    if let Ok(conn) = dial(ctx, peer, &endpoint).await {
+        debug!(id = ctx.id, peer = peer.id, "introduced ourselves");
+        let _ = tokio::time::timeout(INTRODUCE_AFTER, conn.closed()).await;
+        conn.close(CLOSE_INTRODUCED.into(), b"introduction");
     }
 }
 
@@ -867,11 +982,14 @@ async fn accept_side_loop(ctx: Arc<Ctx>, peer: Arc<Peer>, inbound: mpsc::Sender<
             .filter(|c| c.close_reason().is_none());
         match next {
             Some(conn) => serve(&ctx, &peer, conn, &inbound, Some(&mut offered)).await,
-            None => {
-                if offered.changed().await.is_err() {
+            None => tokio::select! {
+                r = offered.changed() => if r.is_err() {
                     return;
+                },
+                _ = tokio::time::sleep(jittered(INTRODUCE_AFTER)) => {
+                    introduce(&ctx, &peer).await;
                 }
-            }
+            },
         }
     }
 }
@@ -1031,10 +1149,10 @@ async fn read_channel(
     mut recv: RecvStream,
     inbound: mpsc::Sender<Inbound>,
 ) {
-    let counters = match ctx.peers.get(&peer_id) {
-        Some(p) => &p.counters,
-        None => return,
+    let Some(peer) = ctx.peer(peer_id) else {
+        return;
     };
+    let counters = &peer.counters;
     loop {
         let mut len = [0u8; 4];
         if recv.read_exact(&mut len).await.is_err() {

@@ -175,6 +175,12 @@ impl Core {
         self.log.configs().active(self.log.committed())
     }
 
+    /// Every voter of the configurations this node counts now (see
+    /// [`members`]): the servers it must be able to reach.
+    pub fn view_voters(&self) -> std::collections::BTreeSet<ServerId> {
+        Configs::union(&self.view())
+    }
+
     /// Whether a reconfig is proposed and not yet committed here.
     pub fn reconfig_pending(&self) -> bool {
         self.log.configs().pending(self.log.committed())

@@ -582,8 +582,65 @@ async fn protocol_violations_close_the_connection() {
         );
     }
 
+    // A larger id dialing is an introduction: closed, never served.
     let (_ep, conn) = raw_dial(dir.path(), 3, to2).await;
-    assert_eq!(closed_with(&conn).await, CLOSE_IDENTITY);
-    assert_eq!(n2.stats().identity_rejections, 1);
+    assert_eq!(closed_with(&conn).await, CLOSE_INTRODUCED);
+    assert_eq!(n2.stats().identity_rejections, 0);
     assert_eq!(n2.stats().peers[&3].connects, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_introduces_itself_and_a_removed_peer_is_refused() {
+    // Goal: a server the others do not know (a joiner) but that knows them
+    // gets connected both ways by introducing itself; a removed peer's
+    // connection closes, its reintroductions are refused, and adding it
+    // back reconnects it.
+    let dir = pki(&[1, 2, 3]);
+    let socks = sockets(3);
+    let all = [
+        (1, addr(&socks[0])),
+        (2, addr(&socks[1])),
+        (3, addr(&socks[2])),
+    ];
+    let mut socks = socks.into_iter();
+    let tls = |id| PeerTls::from_dir(dir.path(), id).unwrap();
+    let (n1, mut rx1) = Net::start_on(config(1, tls(1), &all[..2]), socks.next().unwrap())
+        .await
+        .unwrap();
+    let (n2, _rx2) = Net::start_on(config(2, tls(2), &all[..2]), socks.next().unwrap())
+        .await
+        .unwrap();
+    let (n3, mut rx3) = Net::start_on(config(3, tls(3), &all), socks.next().unwrap())
+        .await
+        .unwrap();
+    eventually("the joiner to be connected to both", || {
+        n3.connected() == vec![1, 2] && n1.connected().contains(&3) && n2.connected().contains(&3)
+    })
+    .await;
+    n3.send(1, Channel::Feed, b"hello".to_vec()).unwrap();
+    n1.send(3, Channel::Feed, b"welcome".to_vec()).unwrap();
+    assert_eq!(collect(&mut rx1, 1).await[0].frame, b"hello");
+    assert_eq!(collect(&mut rx3, 1).await[0].frame, b"welcome");
+    assert_eq!(n1.stats().identity_rejections, 0);
+
+    n1.remove_peer(3);
+    eventually("the removed peer to be gone", || {
+        !n1.connected().contains(&3) && !n3.connected().contains(&1)
+    })
+    .await;
+    assert_eq!(
+        n1.send(3, Channel::Feed, vec![1]),
+        Err(SendError::UnknownPeer(3))
+    );
+    eventually("its reintroduction to be refused", || {
+        n1.stats().identity_rejections >= 1
+    })
+    .await;
+    assert!(!n3.connected().contains(&1));
+
+    n1.add_peer(3, all[2].1);
+    eventually("the re-added peer to reconnect", || {
+        n1.connected().contains(&3) && n3.connected().contains(&1)
+    })
+    .await;
 }

@@ -1,6 +1,6 @@
 //! The voter thread. See the module docs of [`super`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use super::envelope::{self, Envelope, FeedStatus, ForwardOp};
 use super::waits::{self, ClientInput, Rpc, Rpcs, Waiters};
 use super::{Input, PeerLink, VoterOptions};
 use crate::core::{
-    Core, Message, Output, Recovered, Request as CoreRequest, Role, ServerId, SubmitError,
+    Core, Message, Output, PersistOp, Recovered, Request as CoreRequest, Role, ServerId,
+    SubmitError,
 };
 use crate::feed::{FeedEvent, FeedSource, Hub, SnapshotJob};
 use crate::net::Channel;
@@ -93,6 +94,10 @@ struct Backlogged {
 /// Writes waiting on the leader for in-flight proposals to commit.
 const BACKLOG_LEN: usize = 20_000;
 
+/// How long a voter a committed reconfig dropped stays connected, so the
+/// commit and the answers to its clients' last writes reach it.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
+
 struct Driver {
     id: u64,
     opts: VoterOptions,
@@ -122,6 +127,14 @@ struct Driver {
     hub: Hub,
     /// Wall-clock time of the newest applied txn.
     last_applied_time: i64,
+    /// The other voters the link is told to reach (see `sync_members`).
+    members: BTreeSet<u64>,
+    /// Peer addresses from the configurations seen (reconfig entries and
+    /// `/zookeeper/config`), for voters the config file did not name.
+    addresses: BTreeMap<u64, std::net::SocketAddr>,
+    /// Voters a committed reconfig dropped, disconnected once due (so the
+    /// commit and the replies to their clients reach them first).
+    leaving: BTreeMap<u64, Instant>,
 }
 
 /// What a voter's feeds are served from: the core's committed log window and
@@ -167,7 +180,7 @@ impl Driver {
         if let Ok(mut m) = shared.mode.write() {
             *m = ModeInfo {
                 mode: "looking",
-                voters: opts.voters.len(),
+                voters: core.active_config().voters.len(),
                 ..ModeInfo::default()
             };
         }
@@ -193,8 +206,101 @@ impl Driver {
             snapshot_running: Arc::new(AtomicBool::new(false)),
             hub: Hub::new(),
             last_applied_time: 0,
+            members: BTreeSet::new(),
+            addresses: BTreeMap::new(),
+            leaving: BTreeMap::new(),
             shared,
         }
+        .with_members()
+    }
+
+    /// Starts from the configured voters and the recovered configuration.
+    fn with_members(mut self) -> Driver {
+        self.members = self
+            .opts
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
+        self.learn_tree_addresses();
+        self.sync_members();
+        self
+    }
+
+    /// Records the peer addresses the tree's `/zookeeper/config` names.
+    fn learn_tree_addresses(&mut self) {
+        let text = self
+            .shared
+            .tree
+            .read()
+            .ok()
+            .and_then(|t| t.config_data().map(<[u8]>::to_vec));
+        if let Some(text) = text {
+            self.learn_addresses(&text);
+        }
+    }
+
+    /// Records the peer addresses a configuration text names.
+    fn learn_addresses(&mut self, text: &[u8]) {
+        let Ok(ens) = std::str::from_utf8(text).map(corral_store::Ensemble::parse) else {
+            return;
+        };
+        let Ok(ens) = ens else { return };
+        for s in ens.servers.values().filter(|s| s.is_voter()) {
+            use std::net::ToSocketAddrs;
+            match (s.host.as_str(), s.quorum_port).to_socket_addrs() {
+                Ok(mut a) => {
+                    if let Some(addr) = a.next() {
+                        self.addresses.insert(s.id, addr);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(server = s.id, host = %s.host, "cannot resolve a voter's peer address: {e}")
+                }
+            }
+        }
+    }
+
+    /// Keeps the link's peers equal to the voters the core counts: voters a
+    /// reconfig adds are dialed (or accepted) as soon as it is proposed, and
+    /// voters a committed reconfig dropped are disconnected and refused
+    /// [`LEAVE_GRACE`] later.
+    fn sync_members(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .leaving
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.leaving.remove(&id);
+            tracing::info!(server = id, "voter left the configuration; disconnecting");
+            self.link.remove_peer(id);
+        }
+        let want: BTreeSet<u64> = self
+            .core
+            .view_voters()
+            .into_iter()
+            .map(|s| s.0)
+            .filter(|&v| v != self.id)
+            .collect();
+        if want == self.members {
+            return;
+        }
+        for &id in want.difference(&self.members) {
+            self.leaving.remove(&id);
+            match self.addresses.get(&id) {
+                Some(&addr) => self.link.add_peer(id, addr),
+                // It may still introduce itself.
+                None => tracing::warn!(server = id, "no peer address known for a new voter"),
+            }
+        }
+        for &id in self.members.difference(&want) {
+            self.leaving.insert(id, now + LEAVE_GRACE);
+        }
+        self.members = want;
     }
 
     fn now(&self) -> u64 {
@@ -277,7 +383,7 @@ impl Driver {
     fn feed_event(&mut self, ev: FeedEvent) {
         match ev {
             FeedEvent::Open { sub, observer, out } => {
-                if self.opts.voters.contains(&observer) {
+                if self.core.view_voters().contains(&ServerId(observer)) {
                     tracing::warn!(observer, "a voter's id opened an observer feed; refusing");
                     return;
                 }
@@ -323,7 +429,7 @@ impl Driver {
     /// or from one of this node's feeds when `from` is `None`), or the
     /// leader's answer to one.
     fn relayed(&mut self, origin: u64, from: Option<u64>, inner: Envelope) {
-        if origin == self.id || self.opts.voters.contains(&origin) {
+        if origin == self.id || self.core.view_voters().contains(&ServerId(origin)) {
             tracing::warn!(
                 origin,
                 "a relayed request names a voter as its origin; ignoring"
@@ -976,7 +1082,7 @@ impl Driver {
             leader: self.serving,
             learners,
             synced_followers: synced,
-            voters: self.opts.voters.len(),
+            voters: self.core.active_config().voters.len(),
             feeds: self.hub.stats().feeds,
             observer: None,
         };
@@ -1000,6 +1106,16 @@ impl Driver {
                 match o {
                     Output::Send { to, msg } => self.send_msg(to.0, msg),
                     Output::Persist { id, ops } => {
+                        for op in &ops {
+                            if let PersistOp::Append(entries) = op {
+                                for e in entries {
+                                    if let corral_store::Txn::Reconfig { data } = &e.txn {
+                                        let data = data.clone();
+                                        self.learn_addresses(&data);
+                                    }
+                                }
+                            }
+                        }
                         for op in ops {
                             if let Err(e) = disk::apply_op(&self.dirs, self.log.as_mut(), op) {
                                 self.disk_failed(&e);
@@ -1028,6 +1144,7 @@ impl Driver {
                     }
                 }
             }
+            self.sync_members();
             self.flush_outbox();
             self.apply(commits);
             if let Some(id) = persisted {
@@ -1172,6 +1289,7 @@ impl Driver {
                     corral_server::tenancy::registry_changed(&self.shared, &mut t);
                 }
                 tracing::info!(zxid = %s.zxid, "installed the leader's snapshot");
+                self.learn_tree_addresses();
                 // The tree jumped: every observer feed resyncs from scratch.
                 self.hub.reset_all();
             }

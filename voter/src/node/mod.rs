@@ -65,6 +65,12 @@ pub trait PeerLink: Send + Sync + 'static {
     fn bytes(&self) -> (u64, u64) {
         (0, 0)
     }
+
+    /// A configuration names voter `id` at `addr`: reach it.
+    fn add_peer(&self, _id: u64, _addr: std::net::SocketAddr) {}
+
+    /// A committed configuration dropped voter `id`: stop talking to it.
+    fn remove_peer(&self, _id: u64) {}
 }
 
 impl PeerLink for crate::net::Net {
@@ -77,6 +83,14 @@ impl PeerLink for crate::net::Net {
             .peers
             .values()
             .fold((0, 0), |(s, r), p| (s + p.bytes_sent, r + p.bytes_received))
+    }
+
+    fn add_peer(&self, id: u64, addr: std::net::SocketAddr) {
+        crate::net::Net::add_peer(self, id, addr)
+    }
+
+    fn remove_peer(&self, id: u64) {
+        crate::net::Net::remove_peer(self, id)
     }
 }
 
