@@ -227,6 +227,52 @@ impl EnsembleProc {
             .map(|m| m.trim().to_string())
     }
 
+    /// A server with spare id `id` on client port `port`, with the
+    /// ensemble's certificates, timings and keys.
+    fn spare_builder(&self, id: usize, port: u16) -> ServerBuilder {
+        let mut b = ServerBuilder::default()
+            .port(port)
+            .set("server_id", &id.to_string())
+            .set("peer_tls_dir", &format!("{:?}", self.certs.path()))
+            .set("tick_time_ms", "200")
+            .set("min_session_timeout_ms", "1000")
+            .start_timeout(Duration::from_secs(30));
+        for (k, v) in &self.keys {
+            b = b.set(k, v);
+        }
+        b
+    }
+
+    /// Starts one more voter process with a spare id (see
+    /// [`EnsembleBuilder::spare_observers`], which makes the certificates),
+    /// configured as ZooKeeper's joiners are: the ensemble plus itself. It
+    /// follows the leader as a non-voting learner until a reconfig adds it.
+    /// Returns its index in `nodes` and its `server.N=…` entry for reconfig.
+    pub fn add_voter(&mut self) -> Result<(usize, String)> {
+        let Some(id) = self.spare_ids.next() else {
+            bail!("no spare certificates left");
+        };
+        let client = crate::pick_free_port();
+        let peer = pick_free_udp_port();
+        let own = format!(
+            "{{ id = {id}, host = \"127.0.0.1\", quorum_port = {peer}, election_port = {peer}, client = \"127.0.0.1:{client}\" }}"
+        );
+        let servers = format!(
+            "{}, {own}]",
+            self.servers.strip_suffix(']').unwrap_or(&self.servers)
+        );
+        let b = self.spare_builder(id, client).set("servers", &servers);
+        self.nodes.push(b.start()?);
+        self.voter_peers.push(format!("127.0.0.1:{peer}"));
+        // ZooKeeper's spec: distinct quorum and election ports (corral uses
+        // the first; the second only has to differ).
+        let spec = format!(
+            "server.{id}=127.0.0.1:{peer}:{}:participant;127.0.0.1:{client}",
+            pick_free_udp_port()
+        );
+        Ok((self.nodes.len() - 1, spec))
+    }
+
     /// Starts one more observer (a spare id, see
     /// [`EnsembleBuilder::spare_observers`]) fed by `upstreams` (peer or
     /// feed addresses); returns its index in `observers`.
@@ -236,20 +282,12 @@ impl EnsembleProc {
         };
         let feed = format!("127.0.0.1:{}", pick_free_udp_port());
         let ups: Vec<String> = upstreams.iter().map(|u| format!("{u:?}")).collect();
-        let mut b = ServerBuilder::default()
-            .port(crate::pick_free_port())
-            .set("server_id", &id.to_string())
+        let b = self
+            .spare_builder(id, crate::pick_free_port())
             .set("role", "\"observer\"")
             .set("servers", &self.servers)
             .set("upstreams", &format!("[{}]", ups.join(", ")))
-            .set("feed_addr", &format!("{feed:?}"))
-            .set("peer_tls_dir", &format!("{:?}", self.certs.path()))
-            .set("tick_time_ms", "200")
-            .set("min_session_timeout_ms", "1000")
-            .start_timeout(Duration::from_secs(30));
-        for (k, v) in &self.keys {
-            b = b.set(k, v);
-        }
+            .set("feed_addr", &format!("{feed:?}"));
         self.observers.push(b.start()?);
         self.observer_feeds.push(feed);
         Ok(self.observers.len() - 1)

@@ -17,7 +17,7 @@ async fn connect(addr: std::net::SocketAddr) -> Result<zk::Client> {
         .with_session_timeout(Duration::from_secs(10))
         .connect(&addr.to_string())
         .await
-        .context("connect")
+        .with_context(|| format!("connect to {addr}"))
 }
 
 fn parse(data: &[u8]) -> Result<Ensemble> {
@@ -153,6 +153,125 @@ fn reconfig_is_refused_when_disabled() -> Result<()> {
             )
             .await;
         ensure!(r == Err(zk::Error::ReconfigDisabled), "{r:?}");
+        Ok(())
+    })
+}
+
+/// Runs one reconfig as the super user through node `via`; returns the new
+/// configuration.
+async fn reconfig(
+    e: &EnsembleProc,
+    via: usize,
+    joining: &[&str],
+    leaving: &[&str],
+) -> Result<Ensemble> {
+    let admin = connect(e.addr(via)).await?;
+    admin.auth("digest", b"super:test").await?;
+    let (data, _) = admin
+        .update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: joining.iter().copied(),
+                leavings: leaving.iter().copied(),
+            },
+            None,
+        )
+        .await
+        .with_context(|| format!("reconfig +{joining:?} -{leaving:?}"))?;
+    parse(&data)
+}
+
+/// Waits until node `i` no longer serves clients.
+fn wait_not_serving(e: &EnsembleProc, i: usize, limit: Duration) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    while e.mode(i).is_some() {
+        ensure!(
+            t0.elapsed() < limit,
+            "node {i} still serves: {:?}",
+            e.mode(i)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn voters_join_leave_and_are_replaced_with_no_restart() -> Result<()> {
+    // Goal: grow 3 → 5 voters, shrink back to 3, and replace a voter, each by
+    // one reconfig with no restart; new voters catch up and serve, removed
+    // ones are cut off and stop serving, and every write survives.
+    let mut e = EnsembleProc::builder(3)
+        .set("reconfig_enabled", "true")
+        .set("zk_super_digest", SUPER_DIGEST)
+        .spare_observers(3)
+        .start()?;
+    let r = join_leave_replace(&mut e);
+    if r.is_err() {
+        for (i, n) in e.nodes.iter().enumerate() {
+            eprintln!("--- node index {i} ---\n{}", n.log_tail(200));
+        }
+    }
+    r
+}
+
+fn join_leave_replace(e: &mut EnsembleProc) -> Result<()> {
+    let e = &mut *e;
+    e.wait_serving(Duration::from_secs(20))?;
+    let rt = rt();
+    let (i4, s4) = e.add_voter()?;
+    let (i5, s5) = e.add_voter()?;
+    // The joiners follow the leader as non-voting learners first.
+    e.wait_serving(Duration::from_secs(30))?;
+    let c = rt.block_on(reconfig(e, 0, &[&s4, &s5], &[]))?;
+    ensure!(c.voters().len() == 5, "{c:?}");
+    e.wait_serving(Duration::from_secs(30))?;
+    let write = |e: &EnsembleProc, node: usize, path: &str| -> Result<()> {
+        rt.block_on(async {
+            let c = connect(e.addr(node)).await?;
+            c.create(
+                path,
+                b"v",
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .with_context(|| format!("create {path} via node {node}"))?;
+            Ok(())
+        })
+    };
+    write(e, i4, "/through-4")?;
+    write(e, i5, "/through-5")?;
+
+    let c = rt.block_on(reconfig(e, i4, &[], &["4", "5"]))?;
+    ensure!(c.voters().len() == 3, "{c:?}");
+    e.wait_serving_among(&[0, 1, 2], Duration::from_secs(30))?;
+    wait_not_serving(e, i4, Duration::from_secs(15))?;
+    wait_not_serving(e, i5, Duration::from_secs(15))?;
+    write(e, 1, "/after-shrink")?;
+
+    // Replace a follower (the leader's own removal is below).
+    let leader = e.leader().context("a leader")?;
+    let old = (0..3).find(|&i| i != leader).context("a follower")?;
+    let keep: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (i6, s6) = e.add_voter()?;
+    e.wait_serving_among(&[0, 1, 2, i6], Duration::from_secs(30))?;
+    let gone = (old + 1).to_string();
+    let c = rt.block_on(reconfig(e, keep[0], &[&s6], &[&gone]))?;
+    let mut want: Vec<u64> = keep.iter().map(|&i| i as u64 + 1).collect();
+    want.push(6);
+    ensure!(c.voters().into_iter().collect::<Vec<_>>() == want, "{c:?}");
+    let members = [keep[0], keep[1], i6];
+    e.wait_serving_among(&members, Duration::from_secs(30))?;
+    wait_not_serving(e, old, Duration::from_secs(15))?;
+    write(e, i6, "/through-6")?;
+    rt.block_on(async {
+        for i in members {
+            let c = connect(e.addr(i)).await?;
+            c.sync("/").await?;
+            for p in ["/through-4", "/through-5", "/after-shrink", "/through-6"] {
+                ensure!(c.check_stat(p).await?.is_some(), "node {i} lacks {p}");
+            }
+            let (d, _) = c.get_config().await?;
+            ensure!(parse(&d)?.voters().len() == 3);
+        }
         Ok(())
     })
 }
