@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Result};
 use corral_proto::request::{CreateRequest, PathWatch, SetDataRequest};
 use corral_proto::{Acl, OpCode, Request, Response};
-use corral_tests::ensemble::{EnsembleProc, Upstream};
+use corral_tests::ensemble::{EnsembleBuilder, EnsembleProc, Upstream};
 use corral_tests::linearizable::{
     check_registers, CheckOptions, KeyedRegHistory, Recorder, RegCall, RegRet, RegState,
 };
@@ -279,6 +279,33 @@ fn sync_and_read_through_observers_stays_linearizable_under_faults() -> Result<(
 
 /// One run: clients on the voters (`observers == 0`) or on the observers only.
 fn run(observers: usize) -> Result<()> {
+    let mut b = EnsembleProc::builder(3).observers(observers);
+    if observers >= 2 {
+        b = b.observer_upstreams(1, vec![Upstream::Observer(0), Upstream::Voter(0)]);
+    }
+    let clients = move |e: &EnsembleProc| -> Vec<SocketAddr> {
+        if observers == 0 {
+            (0..3).map(|i| e.addr(i)).collect()
+        } else {
+            (0..observers).map(|j| e.observer_addr(j)).collect()
+        }
+    };
+    run_with(b, clients, |e, rng, deadline| {
+        let faults = nemesis(e, rng, deadline);
+        (faults, (0..3).collect())
+    })
+}
+
+/// Clients on `clients(e)` run against an ensemble from `builder` while
+/// `faults` acts; it returns what it did and which nodes must serve at the
+/// end (node 0 among them: the final checks read through it). Then the
+/// register history must be linearizable and every acknowledged sequential
+/// create present exactly once.
+fn run_with(
+    builder: EnsembleBuilder,
+    clients: impl Fn(&EnsembleProc) -> Vec<SocketAddr>,
+    faults: impl FnOnce(&mut EnsembleProc, &mut ChaCha8Rng, Instant) -> (Vec<String>, Vec<usize>),
+) -> Result<()> {
     let secs: u64 = std::env::var("CORRAL_LIN_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -295,18 +322,10 @@ fn run(observers: usize) -> Result<()> {
     eprintln!(
         "linearizability: seed {seed} (CORRAL_LIN_SEED={seed} replays the schedule), {secs} s"
     );
-    let mut b = EnsembleProc::builder(3).observers(observers);
-    if observers >= 2 {
-        b = b.observer_upstreams(1, vec![Upstream::Observer(0), Upstream::Voter(0)]);
-    }
-    let mut e = b.start()?;
+    let mut e = builder.start()?;
     e.wait_serving(Duration::from_secs(30))?;
     e.wait_observers(Duration::from_secs(30))?;
-    let addrs: Vec<SocketAddr> = if observers == 0 {
-        (0..3).map(|i| e.addr(i)).collect()
-    } else {
-        (0..observers).map(|j| e.observer_addr(j)).collect()
-    };
+    let addrs = clients(&e);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -337,7 +356,7 @@ fn run(observers: usize) -> Result<()> {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let faults = nemesis(&mut e, &mut rng, deadline);
+    let (faults, members) = faults(&mut e, &mut rng, deadline);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -347,7 +366,7 @@ fn run(observers: usize) -> Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
     });
-    e.wait_serving(Duration::from_secs(30))?;
+    e.wait_serving_among(&members, Duration::from_secs(30))?;
     e.wait_observers(Duration::from_secs(30))?;
     eprintln!("faults: {faults:?}");
     eprintln!(
