@@ -17,6 +17,7 @@ pub mod ensemble;
 pub mod linearizable;
 mod process;
 pub mod raw;
+pub mod reconfig;
 pub mod req;
 mod server;
 mod zk;

@@ -4,25 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use corral_store::Ensemble;
 use corral_tests::ensemble::EnsembleProc;
+use corral_tests::reconfig::{connect, parse, reconfig, wait_not_serving, SUPER_DIGEST};
 use corral_tests::req::rt;
 use zookeeper_client as zk;
-
-/// kazoo's super user `super:test`, as ZooKeeper's `superDigest`.
-const SUPER_DIGEST: &str = "\"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"";
-
-async fn connect(addr: std::net::SocketAddr) -> Result<zk::Client> {
-    zk::Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .connect(&addr.to_string())
-        .await
-        .with_context(|| format!("connect to {addr}"))
-}
-
-fn parse(data: &[u8]) -> Result<Ensemble> {
-    Ensemble::parse(std::str::from_utf8(data)?).map_err(|e| anyhow::anyhow!("{e}"))
-}
 
 #[test]
 fn reconfig_adds_and_removes_observers_with_zookeepers_checks() -> Result<()> {
@@ -155,43 +140,6 @@ fn reconfig_is_refused_when_disabled() -> Result<()> {
         ensure!(r == Err(zk::Error::ReconfigDisabled), "{r:?}");
         Ok(())
     })
-}
-
-/// Runs one reconfig as the super user through node `via`; returns the new
-/// configuration.
-async fn reconfig(
-    e: &EnsembleProc,
-    via: usize,
-    joining: &[&str],
-    leaving: &[&str],
-) -> Result<Ensemble> {
-    let admin = connect(e.addr(via)).await?;
-    admin.auth("digest", b"super:test").await?;
-    let (data, _) = admin
-        .update_ensemble(
-            zk::EnsembleUpdate::Incremental {
-                joinings: joining.iter().copied(),
-                leavings: leaving.iter().copied(),
-            },
-            None,
-        )
-        .await
-        .with_context(|| format!("reconfig +{joining:?} -{leaving:?}"))?;
-    parse(&data)
-}
-
-/// Waits until node `i` no longer serves clients.
-fn wait_not_serving(e: &EnsembleProc, i: usize, limit: Duration) -> Result<()> {
-    let t0 = std::time::Instant::now();
-    while e.mode(i).is_some() {
-        ensure!(
-            t0.elapsed() < limit,
-            "node {i} still serves: {:?}",
-            e.mode(i)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 #[test]
