@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod cluster;
 mod dev;
+mod role_switch;
 mod serve;
 mod tenancy_config;
 mod tenant_cli;

@@ -11,7 +11,7 @@ use corral_server::{
 };
 
 pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
-    let cfg = match load(config, zoo_cfg) {
+    let mut cfg = match load(config, zoo_cfg) {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("corral: configuration error: {msg}");
@@ -19,6 +19,12 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         }
     };
     init_tracing(&cfg.log_level);
+    if cfg.is_cluster() {
+        if let Err(msg) = crate::role_switch::apply_ensemble_file(&mut cfg) {
+            eprintln!("corral: {msg}");
+            return ExitCode::FAILURE;
+        }
+    }
     let supers =
         match corral_auth::SuperUsers::new(&cfg.super_digests, cfg.zk_super_digest.as_deref()) {
             Ok(s) => s,
@@ -41,6 +47,10 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(msg) = crate::role_switch::drop_unapplied_tail(&opts) {
+        eprintln!("corral: {msg}");
+        return ExitCode::FAILURE;
+    }
     let tls = tls_options(&cfg);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,11 +99,23 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         if let Some(reloader) = node.tls_reloader() {
             tokio::spawn(reload_on_sighup(reloader));
         }
+        let shared = node.shared();
         tokio::select! {
             _ = node.run() => ExitCode::SUCCESS,
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
                 ExitCode::SUCCESS
+            }
+            _ = shared.role_switched.notified() => {
+                let switch = shared.role_switch.lock().ok().and_then(|s| *s);
+                match switch {
+                    Some(s) => {
+                        let msg = crate::role_switch::restart(&shared.opts.data_dir, s);
+                        eprintln!("corral: {msg}");
+                        ExitCode::FAILURE
+                    }
+                    None => ExitCode::FAILURE,
+                }
             }
         }
     })
@@ -134,6 +156,7 @@ fn options(cfg: &Config) -> ServerOptions {
     o.read_only_mode = cfg.read_only_mode;
     o.reconfig_enabled = cfg.reconfig_enabled;
     o.ensemble = ensemble_of(cfg).map(std::sync::Arc::new);
+    o.observer = cfg.is_observer();
     o.log_engine = match cfg.txn_log_engine.as_str() {
         "sled" => corral_server::state::LogEngine::Sled,
         _ => corral_server::state::LogEngine::File,

@@ -99,6 +99,9 @@ pub fn apply_entry(
 ) {
     let doomed = acls_of_deleted(tree, entry);
     let applied: Applied = tree.apply(&entry.hdr, &entry.txn);
+    if let Txn::Reconfig { data } = &entry.txn {
+        crate::reconfig::applied(shared, data, entry.hdr.zxid);
+    }
     shared.stats.txns_committed.fetch_add(1, Ordering::Relaxed);
     if applied.triggers.iter().any(|t| touches_registry(&t.path)) {
         crate::tenancy::registry_changed(shared, tree);

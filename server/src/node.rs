@@ -177,6 +177,8 @@ impl Node {
             mode: std::sync::RwLock::new(ModeInfo::default()),
             ro_sessions: Mutex::new(HashMap::new()),
             tenancy,
+            role_switch: Mutex::new(None),
+            role_switched: tokio::sync::Notify::new(),
             opts,
         });
         let replicator = role.start(shared.clone(), log).await?;
@@ -192,6 +194,11 @@ impl Node {
             listener,
             tls,
         })
+    }
+
+    /// The node's shared state (for watching it while [`Node::run`] runs).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -319,6 +326,18 @@ impl Drop for IpSlot {
 }
 
 /// A log written by the other engine would be silently ignored: refuse instead.
+/// Drops the txn log's entries after `zxid` (a voter made an observer keeps
+/// only what it knew committed: its tail may hold proposals that never were).
+pub fn truncate_log_after(opts: &ServerOptions, zxid: i64) -> Result<(), NodeError> {
+    let mut log: Box<dyn TxnLog> = match opts.log_engine {
+        LogEngine::File => Box::new(FileTxnLog::open(&opts.log_dir.join("txnlog"))?),
+        LogEngine::Sled => Box::new(SledTxnLog::open(&opts.log_dir.join("txnlog-sled"))?),
+    };
+    log.truncate_after(zxid)?;
+    log.sync()?;
+    Ok(())
+}
+
 fn refuse_other_engine(opts: &ServerOptions) -> Result<(), NodeError> {
     let (engine, other) = match opts.log_engine {
         LogEngine::File => ("file", opts.log_dir.join("txnlog-sled")),

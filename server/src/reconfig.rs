@@ -19,9 +19,67 @@
 //! (`ReconfigInProgress`) or without a synced quorum of the new voters
 //! (`NewConfigNoQuorum`).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
 use corral_proto::request::ReconfigRequest;
 use corral_proto::ErrorCode;
-use corral_store::{Ensemble, ServerSpec};
+use corral_store::{Ensemble, MemberRole, ServerSpec};
+
+use crate::state::{RoleSwitch, Shared};
+
+/// The last committed configuration, in `/zookeeper/config`'s text, kept in
+/// the data directory (ZooKeeper's dynamic configuration file). A node
+/// restarting takes its membership and its own role from it.
+pub fn ensemble_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("ensemble")
+}
+
+/// A committed reconfig was applied here: keep it in the ensemble file and,
+/// when it gives this server the other role (an observer made a voter, or a
+/// voter made an observer), ask the process to restart in that role.
+pub fn applied(shared: &Shared, data: &[u8], zxid: i64) {
+    if let Err(e) = write_atomically(&ensemble_file(&shared.opts.data_dir), data) {
+        tracing::error!(error = %e, "cannot keep the new configuration in the data directory");
+    }
+    let Ok(ens) = std::str::from_utf8(data).map(Ensemble::parse) else {
+        return;
+    };
+    let Ok(ens) = ens else { return };
+    let Some(own) = ens.servers.get(&shared.opts.server_id) else {
+        return;
+    };
+    let to_observer = own.role == MemberRole::Observer;
+    if shared.opts.ensemble.is_none() || to_observer == shared.opts.observer {
+        return;
+    }
+    tracing::info!(
+        zxid = format_args!("0x{zxid:x}"),
+        role = if to_observer { "observer" } else { "voter" },
+        "a committed reconfig changed this server's role; restarting in it"
+    );
+    if let Ok(mut s) = shared.role_switch.lock() {
+        *s = Some(RoleSwitch {
+            to_observer,
+            applied: zxid,
+        });
+    }
+    shared.role_switched.notify_one();
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
 
 fn bad(what: &str, e: impl std::fmt::Display) -> ErrorCode {
     tracing::info!(error = %e, "reconfig refused: {what}");

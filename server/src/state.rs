@@ -49,6 +49,8 @@ pub struct ServerOptions {
     /// The ensemble this node was started with (`None` standalone): what
     /// `/zookeeper/config` shows until a reconfig commits.
     pub ensemble: Option<Arc<corral_store::Ensemble>>,
+    /// This process runs the observer role (else a voter or standalone).
+    pub observer: bool,
 }
 
 /// Which [`corral_store::TxnLog`] holds the txn log.
@@ -86,6 +88,7 @@ impl ServerOptions {
             tenancy: TenancyOptions::default(),
             reconfig_enabled: false,
             ensemble: None,
+            observer: false,
         }
     }
 
@@ -216,6 +219,18 @@ pub struct Shared {
     pub ro_sessions: Mutex<HashMap<i64, Vec<u8>>>,
     /// Tenant registry, bindings, per-tenant limits and the audit sink.
     pub tenancy: Tenancy,
+    /// Set when a committed reconfig gave this server the other role (see
+    /// [`crate::reconfig::applied`]); the process then restarts in it.
+    pub role_switch: Mutex<Option<RoleSwitch>>,
+    pub role_switched: tokio::sync::Notify,
+}
+
+/// A committed reconfig made this server a voter (`to_observer` false) or
+/// an observer; `applied` is the zxid it had applied then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleSwitch {
+    pub to_observer: bool,
+    pub applied: i64,
 }
 
 /// A node's role as the four-letter words show it.
