@@ -63,3 +63,22 @@ pub fn wait_not_serving(e: &EnsembleProc, i: usize, limit: Duration) -> Result<(
     }
     Ok(())
 }
+
+/// Waits until the server at `addr` reports `srvr` mode `want`.
+pub fn wait_mode(addr: SocketAddr, want: &str, limit: Duration) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let mode = crate::four_letter_word(addr, "srvr").ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Mode: ").map(str::to_string))
+        });
+        if mode.as_deref() == Some(want) {
+            return Ok(());
+        }
+        ensure!(
+            t0.elapsed() < limit,
+            "{addr} is {mode:?}, not {want}, after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use corral_tests::ensemble::EnsembleProc;
-use corral_tests::reconfig::{connect, parse, reconfig, wait_not_serving, SUPER_DIGEST};
+use corral_tests::reconfig::{connect, parse, reconfig, wait_mode, wait_not_serving, SUPER_DIGEST};
 use corral_tests::req::rt;
 use zookeeper_client as zk;
 
@@ -220,6 +220,95 @@ fn join_leave_replace(e: &mut EnsembleProc) -> Result<()> {
             let (d, _) = c.get_config().await?;
             ensure!(parse(&d)?.voters().len() == 3);
         }
+        Ok(())
+    })
+}
+
+#[test]
+fn an_observer_becomes_a_voter_and_a_voter_an_observer() -> Result<()> {
+    // Goal: a reconfig that lists an observer as a participant turns it into
+    // a voter (it restarts in that role, keeps its data and serves as a
+    // follower), and one that lists a voter as an observer turns it into an
+    // observer fed by the voters; writes keep working throughout.
+    let e = EnsembleProc::builder(3)
+        .set("reconfig_enabled", "true")
+        .set("zk_super_digest", SUPER_DIGEST)
+        .observers(1)
+        .start()?;
+    e.wait_serving(Duration::from_secs(20))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    let rt = rt();
+    rt.block_on(async {
+        let c = connect(e.observer_addr(0)).await?;
+        c.create(
+            "/before",
+            b"v",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let obs = e.observer_addr(0);
+    let peer = corral_tests::ensemble::pick_free_udp_port();
+    let spec = format!(
+        "server.4=127.0.0.1:{peer}:{}:participant;{obs}",
+        corral_tests::ensemble::pick_free_udp_port()
+    );
+    let c = rt.block_on(reconfig(&e, 0, &[&spec], &[]))?;
+    ensure!(c.voters().len() == 4, "{c:?}");
+    wait_mode(obs, "follower", Duration::from_secs(30))
+        .with_context(|| e.observers[0].log_tail(30))?;
+    rt.block_on(async {
+        let c = connect(obs).await?;
+        c.sync("/").await?;
+        ensure!(
+            c.check_stat("/before").await?.is_some(),
+            "the promoted voter lost data"
+        );
+        c.create(
+            "/via-promoted",
+            b"v",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await?;
+        Ok(())
+    })?;
+
+    // A follower other than node 1 becomes an observer.
+    let leader = e.leader().context("a leader")?;
+    let f = (1..3).find(|&i| i != leader).context("a follower")?;
+    let addr = e.addr(f);
+    let entry = c.servers.get(&(f as u64 + 1)).context("its entry")?;
+    let spec = format!(
+        "server.{}={}:{}:{}:observer;{}",
+        entry.id,
+        entry.host,
+        entry.quorum_port,
+        entry.election_port + 1,
+        addr
+    );
+    let c = rt.block_on(reconfig(&e, 0, &[&spec], &[]))?;
+    ensure!(c.voters().len() == 3, "{c:?}");
+    wait_mode(addr, "observer", Duration::from_secs(30))
+        .with_context(|| e.nodes[f].log_tail(30))?;
+    rt.block_on(async {
+        let c = connect(addr).await?;
+        c.sync("/").await?;
+        for p in ["/before", "/via-promoted"] {
+            ensure!(
+                c.check_stat(p).await?.is_some(),
+                "the new observer lacks {p}"
+            );
+        }
+        c.create(
+            "/via-demoted",
+            b"v",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await?;
+        let c0 = connect(e.addr(0)).await?;
+        c0.sync("/").await?;
+        ensure!(c0.check_stat("/via-demoted").await?.is_some());
         Ok(())
     })
 }
