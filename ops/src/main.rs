@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod cluster;
 mod dev;
+mod reconfig_cli;
 mod role_switch;
 mod serve;
 mod tenancy_config;
@@ -61,7 +62,7 @@ enum Cmd {
     },
     /// Run a local ensemble of voters as separate processes on loopback.
     Dev(dev::DevArgs),
-    /// Talk to a server: tenant administration (as a super user).
+    /// Talk to a server: tenant administration and reconfig (as a super user).
     Cli(tenant_cli::CliArgs),
     /// Send a four-letter word and print the answer.
     Fourlw {

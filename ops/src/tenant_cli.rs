@@ -41,6 +41,9 @@ pub enum CliCmd {
     /// Tenant administration.
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// Show or change the ensemble's membership (ZooKeeper's reconfig).
+    #[command(subcommand)]
+    Reconfig(crate::reconfig_cli::ReconfigCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,8 +138,22 @@ pub fn run(args: CliArgs) -> ExitCode {
 }
 
 async fn dispatch(args: CliArgs) -> Result<String> {
+    let cmd = match args.cmd {
+        CliCmd::Tenant(cmd) => cmd,
+        CliCmd::Reconfig(cmd) => {
+            let mut c = match cmd {
+                // Anyone may read the configuration.
+                crate::reconfig_cli::ReconfigCmd::Show => {
+                    Client::connect(args.server, 30_000).await?
+                }
+                _ => connect(args.server, args.auth.as_deref()).await?,
+            };
+            let out = crate::reconfig_cli::run(cmd, &mut c).await;
+            let _ = c.close().await;
+            return out;
+        }
+    };
     let mut c = connect(args.server, args.auth.as_deref()).await?;
-    let CliCmd::Tenant(cmd) = args.cmd;
     let out = match cmd {
         TenantCmd::List => list(&mut c).await,
         TenantCmd::Show { name } => {
@@ -155,7 +172,7 @@ async fn dispatch(args: CliArgs) -> Result<String> {
 async fn connect(server: SocketAddr, auth: Option<&str>) -> Result<Client> {
     let from_env = std::env::var("CORRAL_SUPER_AUTH").ok();
     let auth = auth.or(from_env.as_deref()).ok_or_else(|| {
-        anyhow!("tenant admin needs super credentials: pass --auth user:password or set CORRAL_SUPER_AUTH")
+        anyhow!("this needs super credentials: pass --auth user:password or set CORRAL_SUPER_AUTH")
     })?;
     let mut c = Client::connect(server, 30_000).await?;
     let reply = c
@@ -176,7 +193,7 @@ async fn connect(server: SocketAddr, auth: Option<&str>) -> Result<Client> {
     Ok(c)
 }
 
-fn check(err: i32, what: &str) -> Result<()> {
+pub(crate) fn check(err: i32, what: &str) -> Result<()> {
     if err == 0 {
         return Ok(());
     }
