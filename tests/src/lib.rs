@@ -24,7 +24,7 @@ mod zk;
 
 pub use process::{four_letter_word, pick_free_port};
 pub use raw::{ConnectOptions, RawClient, RawError, Reply};
-pub use server::{corral_bin, ConfigMode, ServerBuilder, ServerProc};
+pub use server::{corral_bin, corral_cli, ConfigMode, ServerBuilder, ServerProc};
 pub use zk::{require_zk, zk_available, ZkBuilder, ZkProc};
 
 use std::path::PathBuf;

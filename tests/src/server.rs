@@ -380,3 +380,28 @@ impl ServerProc {
         Ok(())
     }
 }
+
+/// Runs `corral cli --server ADDR [--auth AUTH] ARGS…` (without any
+/// CORRAL_SUPER_AUTH from the environment); (exit success, stdout+stderr).
+pub fn corral_cli(
+    server: std::net::SocketAddr,
+    auth: Option<&str>,
+    args: &[&str],
+) -> Result<(bool, String)> {
+    let mut cmd = Command::new(corral_bin()?);
+    cmd.args(["cli", "--server", &server.to_string()]);
+    if let Some(a) = auth {
+        cmd.args(["--auth", a]);
+    }
+    let out = cmd
+        .args(args)
+        .env_remove("CORRAL_SUPER_AUTH")
+        .output()
+        .context("corral cli")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}

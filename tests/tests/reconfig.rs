@@ -314,22 +314,7 @@ fn an_observer_becomes_a_voter_and_a_voter_an_observer() -> Result<()> {
 }
 
 fn cli(e: &EnsembleProc, auth: bool, args: &[&str]) -> Result<(bool, String)> {
-    let mut cmd = std::process::Command::new(corral_tests::corral_bin()?);
-    cmd.args(["cli", "--server", &e.addr(0).to_string()]);
-    if auth {
-        cmd.args(["--auth", "super:test"]);
-    }
-    let out = cmd
-        .args(args)
-        .env_remove("CORRAL_SUPER_AUTH")
-        .output()
-        .context("corral cli")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    corral_tests::corral_cli(e.addr(0), auth.then_some("super:test"), args)
 }
 
 #[test]

@@ -186,23 +186,7 @@ fn followers_and_observers_enforce_config_tenants_isolation_and_quota() -> Resul
 }
 
 fn cli(server: &ServerProc, args: &[&str]) -> Result<(bool, String)> {
-    let out = Command::new(corral_bin()?)
-        .arg("cli")
-        .args([
-            "--server",
-            &server.addr().to_string(),
-            "--auth",
-            "super:test",
-        ])
-        .args(args)
-        .output()
-        .context("corral cli")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
+    corral_tests::corral_cli(server.addr(), Some("super:test"), args)
 }
 
 #[test]
