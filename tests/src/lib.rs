@@ -14,6 +14,7 @@
 
 pub mod diff;
 pub mod ensemble;
+pub mod kazoo;
 pub mod linearizable;
 mod process;
 pub mod raw;

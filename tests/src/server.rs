@@ -113,10 +113,10 @@ fn find_or_build() -> Result<PathBuf> {
 }
 
 /// An exclusive `flock` held until drop (serialises builds across test processes).
-struct FileLock(std::fs::File);
+pub(crate) struct FileLock(std::fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock> {
+    pub(crate) fn acquire(path: &Path) -> Result<FileLock> {
         use std::os::fd::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .create(true)
