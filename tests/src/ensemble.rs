@@ -32,6 +32,8 @@ pub struct EnsembleProc {
     servers: String,
     /// Server ids with certificates and no process yet.
     spare_ids: std::ops::Range<usize>,
+    /// Each observer's server id.
+    observer_ids: Vec<usize>,
     certs: TempDir,
 }
 
@@ -181,6 +183,7 @@ impl EnsembleBuilder {
             keys: self.keys,
             servers,
             spare_ids: n + m + 1..n + m + self.spare + 1,
+            observer_ids: (n + 1..=n + m).collect(),
             certs,
         })
     }
@@ -257,10 +260,11 @@ impl EnsembleProc {
         let own = format!(
             "{{ id = {id}, host = \"127.0.0.1\", quorum_port = {peer}, election_port = {peer}, client = \"127.0.0.1:{client}\" }}"
         );
-        let servers = format!(
-            "{}, {own}]",
-            self.servers.strip_suffix(']').unwrap_or(&self.servers)
-        );
+        // As an operator would: the current configuration, plus itself.
+        let current = self
+            .current_servers()
+            .unwrap_or_else(|_| self.servers.clone());
+        let servers = format!("{}, {own}]", current.strip_suffix(']').unwrap_or(&current));
         let b = self.spare_builder(id, client).set("servers", &servers);
         self.nodes.push(b.start()?);
         self.voter_peers.push(format!("127.0.0.1:{peer}"));
@@ -271,6 +275,53 @@ impl EnsembleProc {
             pick_free_udp_port()
         );
         Ok((self.nodes.len() - 1, spec))
+    }
+
+    /// The voters of the configuration node 0 reports, as a TOML `servers`
+    /// list.
+    fn current_servers(&self) -> Result<String> {
+        let text = crate::req::rt().block_on(async {
+            let c = crate::reconfig::connect(self.addr(0)).await?;
+            c.sync("/").await?;
+            let (d, _) = c.get_config().await?;
+            Ok::<_, anyhow::Error>(d)
+        })?;
+        let ens = crate::reconfig::parse(&text)?;
+        let entries: Vec<String> = ens
+            .servers
+            .values()
+            .filter(|s| s.is_voter())
+            .map(|s| {
+                format!(
+                    "{{ id = {}, host = {:?}, quorum_port = {}, election_port = {}, client = {:?} }}",
+                    s.id,
+                    s.host,
+                    s.quorum_port,
+                    s.election_port,
+                    s.client.clone().unwrap_or_default()
+                )
+            })
+            .collect();
+        Ok(format!("[{}]", entries.join(", ")))
+    }
+
+    /// Hands observer `j` over to `nodes`, for a reconfig that makes it a
+    /// voter (it restarts itself in that role, same process and client
+    /// port); returns its index in `nodes` and its `server.N=…` entry as a
+    /// participant on a fresh peer port. Later observers' indices shift down.
+    pub fn promote_observer(&mut self, j: usize) -> (usize, String) {
+        let id = self.observer_ids.remove(j);
+        let client = self.observers[j].addr();
+        let peer = pick_free_udp_port();
+        let spec = format!(
+            "server.{id}=127.0.0.1:{peer}:{}:participant;{client}",
+            pick_free_udp_port()
+        );
+        let p = self.observers.remove(j);
+        self.observer_feeds.remove(j);
+        self.nodes.push(p);
+        self.voter_peers.push(format!("127.0.0.1:{peer}"));
+        (self.nodes.len() - 1, spec)
     }
 
     /// Starts one more observer (a spare id, see
@@ -290,6 +341,7 @@ impl EnsembleProc {
             .set("feed_addr", &format!("{feed:?}"));
         self.observers.push(b.start()?);
         self.observer_feeds.push(feed);
+        self.observer_ids.push(id);
         Ok(self.observers.len() - 1)
     }
 

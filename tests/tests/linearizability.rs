@@ -281,12 +281,13 @@ fn sync_and_read_through_observers_stays_linearizable_under_faults() -> Result<(
 #[test]
 fn registers_stay_linearizable_while_voters_join_leave_and_are_replaced() -> Result<()> {
     // Goal: under continuous client load, growing 3 → 5 voters, shrinking
-    // back, replacing a follower and finally removing the leader (which
-    // hands over) by reconfig keeps the history linearizable and loses no
-    // acknowledged write.
+    // back, replacing a follower, turning an observer into a voter and
+    // finally replacing the leader (which hands over) by reconfig keeps the
+    // history linearizable and loses no acknowledged write.
     let b = EnsembleProc::builder(3)
         .set("reconfig_enabled", "true")
         .set("zk_super_digest", SUPER_DIGEST)
+        .observers(1)
         .spare_observers(4);
     run_with(
         b,
@@ -298,55 +299,88 @@ fn registers_stay_linearizable_while_voters_join_leave_and_are_replaced() -> Res
     )
 }
 
+/// The server id in a `server.N=…` entry.
+fn id_of(spec: &str) -> String {
+    spec.trim_start_matches("server.")
+        .split('=')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Node `i`'s server id, from the configuration.
+fn node_id(e: &EnsembleProc, i: usize) -> Result<String> {
+    let addr = e.addr(i).to_string();
+    let rt = corral_tests::req::rt();
+    let (d, _) = rt.block_on(async {
+        let c = corral_tests::reconfig::connect(e.addr(0)).await?;
+        c.sync("/").await?;
+        Ok::<_, anyhow::Error>(c.get_config().await?)
+    })?;
+    let c = corral_tests::reconfig::parse(&d)?;
+    c.servers
+        .values()
+        .find(|s| s.client.as_deref() == Some(addr.as_str()))
+        .map(|s| s.id.to_string())
+        .with_context(|| format!("no server listens on {addr}: {c:?}"))
+}
+
 /// The reconfig schedule of the test above; node 0 stays a voter.
 fn membership_changes(e: &mut EnsembleProc) -> Result<(Vec<String>, Vec<usize>)> {
     let rt = corral_tests::req::rt();
     let mut log = Vec::new();
     let pause = || std::thread::sleep(Duration::from_millis(1500));
     pause();
-    let (i4, s4) = e.add_voter()?;
-    let (i5, s5) = e.add_voter()?;
+    let (ia, sa) = e.add_voter()?;
+    let (ib, sb) = e.add_voter()?;
     e.wait_serving(Duration::from_secs(30))?;
-    let c = rt.block_on(reconfig(e, 0, &[&s4, &s5], &[]))?;
+    let c = rt.block_on(reconfig(e, 0, &[&sa, &sb], &[]))?;
     ensure!(c.voters().len() == 5, "{c:?}");
     e.wait_serving(Duration::from_secs(30))?;
     log.push("grow 3 -> 5".to_string());
     pause();
-    let c = rt.block_on(reconfig(e, 0, &[], &["4", "5"]))?;
+    let c = rt.block_on(reconfig(e, 0, &[], &[&id_of(&sa), &id_of(&sb)]))?;
     ensure!(c.voters().len() == 3, "{c:?}");
     e.wait_serving_among(&[0, 1, 2], Duration::from_secs(30))?;
-    wait_not_serving(e, i4, Duration::from_secs(15))?;
-    wait_not_serving(e, i5, Duration::from_secs(15))?;
+    wait_not_serving(e, ia, Duration::from_secs(15))?;
+    wait_not_serving(e, ib, Duration::from_secs(15))?;
     log.push("shrink 5 -> 3".to_string());
     pause();
     let leader = e.leader().context("a leader")?;
     let old = (1..3)
         .find(|&i| i != leader)
         .context("a follower other than node 0")?;
-    let (i6, s6) = e.add_voter()?;
-    e.wait_serving_among(&[0, 1, 2, i6], Duration::from_secs(30))?;
-    let gone = (old + 1).to_string();
-    rt.block_on(reconfig(e, 0, &[&s6], &[&gone]))?;
+    let (ic, sc) = e.add_voter()?;
+    e.wait_serving_among(&[0, 1, 2, ic], Duration::from_secs(30))?;
+    let gone = node_id(e, old)?;
+    rt.block_on(reconfig(e, 0, &[&sc], &[&gone]))?;
     let mut members: Vec<usize> = (0..3).filter(|&i| i != old).collect();
-    members.push(i6);
+    members.push(ic);
     e.wait_serving_among(&members, Duration::from_secs(30))?;
     wait_not_serving(e, old, Duration::from_secs(15))?;
-    log.push(format!("replace node {} by node {}", old + 1, i6 + 1));
+    log.push(format!("replace server {gone} by server {}", id_of(&sc)));
+    pause();
+    let (io, so) = e.promote_observer(0);
+    let c = rt.block_on(reconfig(e, 0, &[&so], &[]))?;
+    ensure!(c.voters().len() == 4, "{c:?}");
+    members.push(io);
+    e.wait_serving_among(&members, Duration::from_secs(30))?;
+    log.push(format!("observer {} becomes a voter", id_of(&so)));
     pause();
     // The leader removes itself when node 0 does not lead; the client may
     // then lose its connection (its server re-elects), as with any leader
     // change, so the outcome is read back rather than taken from the reply.
     let leader = e.leader().context("a leader")?;
     if leader != 0 {
-        let gone = (leader + 1).to_string();
-        let (i7, s7) = e.add_voter()?;
+        let gone = node_id(e, leader)?;
+        let (id, sd) = e.add_voter()?;
         e.wait_serving_among(
-            &[members.clone(), vec![i7]].concat(),
+            &[members.clone(), vec![id]].concat(),
             Duration::from_secs(30),
         )?;
-        let _ = rt.block_on(reconfig(e, 0, &[&s7], &[&gone]));
+        let _ = rt.block_on(reconfig(e, 0, &[&sd], &[&gone]));
         members.retain(|&i| i != leader);
-        members.push(i7);
+        members.push(id);
         e.wait_serving_among(&members, Duration::from_secs(30))?;
         let (d, _) = rt.block_on(async {
             let c = corral_tests::reconfig::connect(e.addr(0)).await?;
@@ -355,13 +389,12 @@ fn membership_changes(e: &mut EnsembleProc) -> Result<(Vec<String>, Vec<usize>)>
         })?;
         let c = corral_tests::reconfig::parse(&d)?;
         ensure!(
-            !c.voters().contains(&(leader as u64 + 1)),
+            !c.voters().contains(&gone.parse()?),
             "the old leader is still a voter: {c:?}"
         );
         log.push(format!(
-            "replace the leader {} by node {}",
-            leader + 1,
-            i7 + 1
+            "replace the leader {gone} by server {}",
+            id_of(&sd)
         ));
     }
     Ok((log, members))
