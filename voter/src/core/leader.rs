@@ -471,7 +471,9 @@ impl Core {
         for m in configs.list().iter().filter(|m| m.version > base.version) {
             if bound >= m.version {
                 let q = m.quorum_zxid(|s| self.reached(l, own, s));
-                bound = bound.min(q.max(Zxid(m.version.0 - 1)));
+                // Without its quorum, commit only what precedes the reconfig
+                // (an entry's zxid: the commit point is always one).
+                bound = bound.min(q.max(self.log.before(m.version)));
             }
         }
         bound

@@ -199,7 +199,11 @@ impl Log {
             .into_iter()
             .take_while(|e| zxid_of(e) <= z)
             .collect();
-        self.committed = z;
+        // The commit point is always a logged zxid (sync decisions look it
+        // up), never a bound between two entries.
+        if let Some(last) = out.last() {
+            self.committed = zxid_of(last);
+        }
         out
     }
 
@@ -278,6 +282,16 @@ mod tests {
         log.trim(1);
         assert_eq!(log.start(), z(3));
         assert_eq!(log.after(Zxid::ZERO).len(), 2);
+    }
+
+    #[test]
+    fn the_commit_point_is_always_a_logged_zxid() {
+        // Goal: committing through a bound between two entries stops at the
+        // entry below it (a reconfig's joint-quorum bound is such a bound).
+        let mut log = Log::new(None, vec![e(Zxid::new(1, 1)), e(Zxid::new(2, 1))], base());
+        assert_eq!(log.commit_through(Zxid::new(2, 0)).len(), 1);
+        assert_eq!(log.committed(), Zxid::new(1, 1));
+        assert!(log.contains(log.committed()));
     }
 
     #[test]
