@@ -109,13 +109,7 @@ impl ObserverOptions {
     /// Upstreams in the order they are tried: those in this observer's
     /// region first, then the rest, each group in configured order.
     pub fn preference(&self) -> Vec<Upstream> {
-        let (mut same, other): (Vec<_>, Vec<_>) = self
-            .upstreams
-            .iter()
-            .cloned()
-            .partition(|u| u.region == self.region);
-        same.extend(other);
-        same
+        upstream::Plan::new(&self.region, &self.upstreams).upstreams
     }
 }
 
@@ -166,11 +160,37 @@ impl FeedSink for Below {
 pub struct ObserverRole {
     opts: ObserverOptions,
     tls: PeerTls,
+    plan: tokio::sync::watch::Sender<upstream::Plan>,
 }
 
 impl ObserverRole {
     pub fn new(opts: ObserverOptions, tls: PeerTls) -> ObserverRole {
-        ObserverRole { opts, tls }
+        let (plan, _) =
+            tokio::sync::watch::channel(upstream::Plan::new(&opts.region, &opts.upstreams));
+        ObserverRole { opts, tls, plan }
+    }
+
+    /// A handle that changes the upstreams and region while the observer
+    /// runs (a configuration reload).
+    pub fn reloader(&self) -> UpstreamReloader {
+        UpstreamReloader(self.plan.clone())
+    }
+}
+
+/// Changes a running observer's upstreams and region: its current feed
+/// ends and it dials the new list in the new preference order.
+#[derive(Clone)]
+pub struct UpstreamReloader(tokio::sync::watch::Sender<upstream::Plan>);
+
+impl UpstreamReloader {
+    /// Returns whether anything changed.
+    pub fn set(&self, region: &str, upstreams: &[Upstream]) -> bool {
+        let next = upstream::Plan::new(region, upstreams);
+        self.0.send_if_modified(|p| {
+            let changed = *p != next;
+            *p = next;
+            changed
+        })
     }
 }
 
@@ -187,7 +207,7 @@ impl NodeRole for ObserverRole {
     }
 
     fn start(self: Box<Self>, shared: Arc<Shared>, log: Box<dyn TxnLog>) -> RoleStart {
-        let ObserverRole { opts, tls } = *self;
+        let ObserverRole { opts, tls, plan } = *self;
         Box::pin(async move {
             if opts.upstreams.is_empty() {
                 return Err(NodeError::Role(
@@ -243,11 +263,7 @@ impl NodeRole for ObserverRole {
                     }
                 },
             );
-            let home = preference
-                .iter()
-                .take_while(|u| u.region == opts.region)
-                .count();
-            upstream::spawn(endpoint, preference, home, tx.clone());
+            upstream::spawn(endpoint, plan.subscribe(), tx.clone());
             driver::spawn(opts, shared, log, window, rx, tx.clone(), prober)
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
             let repl: Arc<dyn Replicator> =

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use corral_voter::feed::link::{next_sub, read_frame, write_frames, FeedEndpoint};
 use corral_voter::feed::{FeedOut, FEED_QUEUE};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{Input, Upstream};
 
@@ -56,21 +56,60 @@ async fn deliver(tx: &SyncSender<Input>, ev: UpEvent) -> bool {
     }
 }
 
-/// Runs the upstream connections. `upstreams` are in preference order, and
-/// the first `home` of them are in this observer's own region.
+/// Where to get the feed: upstreams in preference order, the first `home`
+/// of them in this observer's own region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub upstreams: Vec<Upstream>,
+    pub home: usize,
+}
+
+impl Plan {
+    /// Upstreams of `region` first, then the rest, each group in the given
+    /// order.
+    pub fn new(region: &str, upstreams: &[Upstream]) -> Plan {
+        let (mut same, other): (Vec<_>, Vec<_>) =
+            upstreams.iter().cloned().partition(|u| u.region == region);
+        let home = same.len();
+        same.extend(other);
+        Plan {
+            upstreams: same,
+            home,
+        }
+    }
+}
+
+/// Runs the upstream connections by the newest `plan`; a new plan (a
+/// configuration reload) ends the current feed and starts over with it.
 pub(crate) fn spawn(
     endpoint: FeedEndpoint,
-    upstreams: Vec<Upstream>,
-    home: usize,
+    mut plan: watch::Receiver<Plan>,
     tx: SyncSender<Input>,
 ) {
     tokio::spawn(async move {
-        let n = upstreams.len();
+        let Plan {
+            mut upstreams,
+            mut home,
+        } = plan.borrow_and_update().clone();
+        let mut n = upstreams.len();
         let mut i = 0;
         let mut failed_in_row = 0;
         // A connection found while another was in use.
         let mut found: Option<(usize, u64, quinn::Connection)> = None;
         loop {
+            if plan.has_changed().unwrap_or(false) {
+                let p = plan.borrow_and_update().clone();
+                tracing::info!(upstreams = ?p.upstreams.iter().map(|u| u.addr).collect::<Vec<_>>(), "observer upstreams reloaded");
+                n = p.upstreams.len();
+                (upstreams, home) = (p.upstreams, p.home);
+                (i, failed_in_row, found) = (0, 0, None);
+            }
+            if n == 0 {
+                if plan.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let dialed = match found.take() {
                 Some((k, id, conn)) => {
                     i = k;
@@ -90,9 +129,20 @@ pub(crate) fn spawn(
                         &[][..]
                     };
                     let back = find_home(&endpoint, homes);
-                    let (alive, better) = run(conn, id, u.addr.to_string(), &tx, back).await;
+                    // A reload ends this feed; the loop then starts over.
+                    let mut replan = plan.clone();
+                    let reloaded = async move {
+                        if replan.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    let (alive, better) =
+                        run(conn, id, u.addr.to_string(), &tx, back, reloaded).await;
                     if !alive {
                         return;
+                    }
+                    if plan.has_changed().unwrap_or(false) {
+                        continue;
                     }
                     tracing::info!(upstream = id, addr = %u.addr, "observer feed from upstream ended");
                     if let Some(b) = better {
@@ -143,6 +193,7 @@ async fn run(
     addr: String,
     tx: &SyncSender<Input>,
     better: impl std::future::Future<Output = (usize, u64, quinn::Connection)>,
+    reloaded: impl std::future::Future<Output = ()>,
 ) -> (bool, Option<(usize, u64, quinn::Connection)>) {
     let id = next_sub();
     let (out, rx) = mpsc::channel(FEED_QUEUE);
@@ -173,6 +224,7 @@ async fn run(
         alive = reader => (alive, None),
         _ = write_frames(conn.clone(), rx) => (true, None),
         b = better => (true, Some(b)),
+        _ = reloaded => (true, None),
     };
     conn.close(0u32.into(), b"feed closed");
     (

@@ -118,6 +118,26 @@ impl FeedSink for LateFeedSink {
     }
 }
 
+fn resolve(what: &str, a: &str) -> Result<SocketAddr, String> {
+    a.to_socket_addrs()
+        .map_err(|e| format!("{what} {a}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{what} {a} has no address"))
+}
+
+/// An observer's upstreams as configured (`upstreams`, or the voters).
+pub fn observer_upstreams(cfg: &Config) -> Result<Vec<Upstream>, String> {
+    cfg.upstream_list()
+        .into_iter()
+        .map(|(region, addr)| {
+            Ok(Upstream {
+                addr: resolve("upstream", &addr)?,
+                region,
+            })
+        })
+        .collect()
+}
+
 /// The observer role: its feed endpoint and upstreams.
 pub fn observer_role(cfg: &Config) -> Result<ObserverRole, String> {
     let [ca, cert, key] = cfg.peer_tls_files();
@@ -125,20 +145,7 @@ pub fn observer_role(cfg: &Config) -> Result<ObserverRole, String> {
         return Err("peer TLS files are not configured (see peer_tls_dir)".into());
     };
     let tls = PeerTls::load(&ca, &cert, &key).map_err(|e| format!("peer TLS: {e}"))?;
-    let resolve = |what: &str, a: &str| -> Result<SocketAddr, String> {
-        a.to_socket_addrs()
-            .map_err(|e| format!("{what} {a}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{what} {a} has no address"))
-    };
-    let mut upstreams = Vec::new();
-    for (region, addr) in cfg.upstream_list() {
-        upstreams.push(Upstream {
-            addr: resolve("upstream", &addr)?,
-            region,
-        });
-    }
-    let mut opts = ObserverOptions::new(cfg.server_id, upstreams);
+    let mut opts = ObserverOptions::new(cfg.server_id, observer_upstreams(cfg)?);
     opts.region = cfg.region.clone();
     opts.voters = cfg
         .servers

@@ -1,5 +1,6 @@
 //! `corral serve`: load the configuration, recover, serve until SIGINT/SIGTERM.
-//! SIGHUP reloads the TLS listener's certificate, key and CA bundle (PEM or JKS).
+//! SIGHUP reloads the TLS listener's certificate, key and CA bundle (PEM or JKS),
+//! and an observer's `region` and `upstreams`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use corral_server::{
 };
 
 pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
+    let source = (config.clone(), zoo_cfg.clone());
     let mut cfg = match load(config, zoo_cfg) {
         Ok(c) => c,
         Err(msg) => {
@@ -63,9 +65,13 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let mut upstreams = None;
         let started = if cfg.is_observer() {
             match crate::cluster::observer_role(&cfg) {
-                Ok(role) => Node::start_role(opts, supers, tls, Box::new(role)).await,
+                Ok(role) => {
+                    upstreams = Some(role.reloader());
+                    Node::start_role(opts, supers, tls, Box::new(role)).await
+                }
                 Err(e) => {
                     eprintln!("corral: {e}");
                     return ExitCode::FAILURE;
@@ -96,9 +102,7 @@ pub fn run(config: Option<PathBuf>, zoo_cfg: Option<PathBuf>) -> ExitCode {
         if let Some(a) = node.secure_addr() {
             tracing::info!(addr = %a, client_auth = %cfg.tls_client_auth(), "serving TLS clients");
         }
-        if let Some(reloader) = node.tls_reloader() {
-            tokio::spawn(reload_on_sighup(reloader));
-        }
+        tokio::spawn(reload_on_sighup(node.tls_reloader(), upstreams, source));
         let shared = node.shared();
         tokio::select! {
             _ = node.run() => ExitCode::SUCCESS,
@@ -219,7 +223,14 @@ fn tls_options(cfg: &Config) -> Option<TlsOptions> {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(reloader: std::sync::Arc<TlsReloader>) {
+/// SIGHUP reloads the TLS listener's files and, on an observer, its
+/// `region` and `upstreams` from the configuration (the feed moves to the
+/// new upstreams at once). Other keys need a restart.
+async fn reload_on_sighup(
+    tls: Option<std::sync::Arc<TlsReloader>>,
+    upstreams: Option<corral_observer::UpstreamReloader>,
+    (config, zoo_cfg): (Option<PathBuf>, Option<PathBuf>),
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -229,14 +240,38 @@ async fn reload_on_sighup(reloader: std::sync::Arc<TlsReloader>) {
         }
     };
     while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading TLS certificates");
-        // A failure is logged by reload() and the previous certificates stay.
-        let _ = reloader.reload();
+        if let Some(reloader) = &tls {
+            tracing::info!("SIGHUP: reloading TLS certificates");
+            // A failure is logged by reload() and the previous certificates stay.
+            let _ = reloader.reload();
+        }
+        if let Some(up) = &upstreams {
+            let reloaded = load(config.clone(), zoo_cfg.clone()).and_then(|mut cfg| {
+                crate::role_switch::apply_ensemble_file(&mut cfg)?;
+                let list = crate::cluster::observer_upstreams(&cfg)?;
+                Ok((cfg.region, list))
+            });
+            match reloaded {
+                Ok((region, list)) if list.is_empty() => {
+                    tracing::warn!(%region, "SIGHUP: the configuration names no upstream; keeping the current ones")
+                }
+                Ok((region, list)) => {
+                    let changed = up.set(&region, &list);
+                    tracing::info!(%region, upstreams = list.len(), changed, "SIGHUP: observer upstreams reloaded");
+                }
+                Err(e) => tracing::warn!("SIGHUP: configuration not reloaded: {e}"),
+            }
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_reloader: std::sync::Arc<TlsReloader>) {}
+async fn reload_on_sighup(
+    _tls: Option<std::sync::Arc<TlsReloader>>,
+    _upstreams: Option<corral_observer::UpstreamReloader>,
+    _source: (Option<PathBuf>, Option<PathBuf>),
+) {
+}
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
