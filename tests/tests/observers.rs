@@ -458,3 +458,48 @@ fn an_observer_without_a_quorum_above_it_serves_read_only_clients() -> Result<()
         e.observer_addr(0),
     ))
 }
+
+#[test]
+fn an_observer_takes_new_upstreams_from_its_configuration_on_sighup() -> Result<()> {
+    // Goal: changing an observer's `upstreams` in its config file and
+    // sending SIGHUP moves its feed to the new upstream with no restart,
+    // and it keeps serving reads and writes.
+    let e = EnsembleProc::builder(3)
+        .observers(1)
+        .observer_upstreams(0, vec![Upstream::Voter(0)])
+        .start()?;
+    e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    ensure!(e.observer_upstream(0) == Some(1), "{:?}", e.observer_upstream(0));
+    let pid = e.observers[0].pid().context("observer pid")?;
+    let path = e.observers[0].work_dir().join("corral.toml");
+    let text = std::fs::read_to_string(&path)?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("upstreams = "))
+        .context("an upstreams line")?;
+    let new = format!("upstreams = [{:?}]", e.voter_peers[1]);
+    std::fs::write(&path, text.replace(line, &new))?;
+    // SAFETY: signalling a child process this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGHUP);
+    }
+    let t0 = Instant::now();
+    while e.observer_upstream(0) != Some(2) {
+        ensure!(
+            t0.elapsed() < Duration::from_secs(15),
+            "still fed by {:?}\n{}",
+            e.observer_upstream(0),
+            e.observers[0].log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure!(e.observers[0].pid() == Some(pid), "the observer restarted");
+    rt().block_on(async {
+        let c = RawClient::connect(e.observer_addr(0), 4000).await?;
+        let (h, _) = c.request(create("/after-reload", b"v", 0)).await?;
+        ensure!(h.err == 0, "write through the observer: {}", h.err);
+        ensure!(read_after_sync(&c, "/after-reload").await?.is_some());
+        Ok(())
+    })
+}
