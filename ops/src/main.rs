@@ -51,8 +51,23 @@ enum Cmd {
         #[arg(long, default_value = "corral-certs")]
         dir: PathBuf,
         /// Server ids to issue certificates for, e.g. 1,2,3.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required_unless_present = "client")]
         ids: Vec<u64>,
+        /// Issue a client certificate instead, `client-<NAME>.pem` and
+        /// `.key`, for the TLS client listener (tenant bindings by DN, SAN
+        /// or CN).
+        #[arg(long, value_name = "NAME", conflicts_with = "ids")]
+        client: Option<String>,
+        /// The client certificate's subject, e.g. `CN=svc,OU=team-b,O=corp`
+        /// (CN, OU, O, L, ST, C; CN defaults to NAME).
+        #[arg(long, requires = "client")]
+        subject: Option<String>,
+        /// URI SANs of the client certificate, e.g. spiffe://corp/team-a/api.
+        #[arg(long, value_delimiter = ',', requires = "client")]
+        uri: Vec<String>,
+        /// Email SANs of the client certificate.
+        #[arg(long, value_delimiter = ',', requires = "client")]
+        email: Vec<String>,
         /// Extra DNS names or IPs for every certificate.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
         hosts: Vec<String>,
@@ -80,9 +95,19 @@ fn main() -> ExitCode {
         Cmd::Fourlw { word, server } => fourlw(&word, server),
         Cmd::Cert {
             dir,
+            client: Some(name),
+            subject,
+            uri,
+            email,
+            force,
+            ..
+        } => client_cert(&dir, &name, subject.as_deref(), uri, email, force),
+        Cmd::Cert {
+            dir,
             ids,
             hosts,
             force,
+            ..
         } => cert(&dir, &ids, &hosts, force),
         Cmd::Dev(args) => dev::run(args),
         Cmd::Cli(args) => tenant_cli::run(args),
@@ -96,15 +121,44 @@ fn main() -> ExitCode {
     }
 }
 
+fn print_report(report: &corral_voter::certs::DevPki) {
+    for p in &report.written {
+        println!("wrote {}", p.display());
+    }
+    for p in &report.kept {
+        println!("kept  {}", p.display());
+    }
+}
+
+fn client_cert(
+    dir: &std::path::Path,
+    name: &str,
+    subject: Option<&str>,
+    uris: Vec<String>,
+    emails: Vec<String>,
+    force: bool,
+) -> ExitCode {
+    use corral_voter::certs::{issue_client_cert, ClientSubject};
+    let issued = ClientSubject::parse_dn(subject.unwrap_or_default()).and_then(|dn| {
+        let subject = ClientSubject { dn, uris, emails };
+        issue_client_cert(dir, name, &subject, force)
+    });
+    match issued {
+        Ok(report) => {
+            print_report(&report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corral cert: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn cert(dir: &std::path::Path, ids: &[u64], hosts: &[String], force: bool) -> ExitCode {
     match corral_voter::certs::generate_dev_pki(dir, ids, hosts, force) {
         Ok(report) => {
-            for p in &report.written {
-                println!("wrote {}", p.display());
-            }
-            for p in &report.kept {
-                println!("kept  {}", p.display());
-            }
+            print_report(&report);
             println!(
                 "peer TLS for servers {ids:?}: set peer_tls_dir = \"{}\" on each",
                 dir.display()

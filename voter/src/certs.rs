@@ -74,6 +74,8 @@ pub enum CertError {
     HalfPair { present: PathBuf, missing: PathBuf },
     #[error("host {host:?} cannot go in a certificate: {reason}")]
     BadHost { host: String, reason: String },
+    #[error("subject {subject:?}: {reason}")]
+    BadSubject { subject: String, reason: String },
     #[error("cannot make a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("peer certificate: {0}")]
@@ -185,6 +187,116 @@ pub fn generate_dev_pki(
         report.written.push(cert_path);
         report.written.push(key_path);
     }
+    Ok(report)
+}
+
+/// What a client certificate made by [`issue_client_cert`] says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSubject {
+    /// Subject attributes as written, most specific first (`CN=svc,OU=…`),
+    /// as `("CN", "svc")`; the CN defaults to the certificate's name.
+    pub dn: Vec<(String, String)>,
+    /// URI SANs (e.g. SPIFFE ids).
+    pub uris: Vec<String>,
+    /// Email SANs.
+    pub emails: Vec<String>,
+}
+
+impl ClientSubject {
+    /// Parses `CN=svc,OU=team-b,O=corp` (attributes CN, OU, O, L, ST, C;
+    /// values without commas or escapes).
+    pub fn parse_dn(text: &str) -> Result<Vec<(String, String)>, CertError> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').ok_or_else(|| CertError::BadSubject {
+                    subject: text.to_string(),
+                    reason: format!("{p:?} is not ATTRIBUTE=value"),
+                })?;
+                let k = k.trim().to_ascii_uppercase();
+                if !["CN", "OU", "O", "L", "ST", "C"].contains(&k.as_str()) {
+                    return Err(CertError::BadSubject {
+                        subject: text.to_string(),
+                        reason: format!("unsupported attribute {k} (CN, OU, O, L, ST or C)"),
+                    });
+                }
+                Ok((k, v.trim().to_string()))
+            })
+            .collect()
+    }
+}
+
+/// The client certificate and key files for `name` in a dev PKI directory.
+pub fn client_files(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("client-{name}.pem")),
+        dir.join(format!("client-{name}.key")),
+    )
+}
+
+/// Issues a client certificate (client-auth only) for `name` from the dev
+/// CA in `dir` (made if absent): `client-<name>.pem` (the certificate, then
+/// the CA) and `client-<name>.key`. For trying tenant bindings by subject
+/// DN, SAN URI, email or CN on the TLS client listener; production clients
+/// bring certificates from their own CA.
+pub fn issue_client_cert(
+    dir: &Path,
+    name: &str,
+    subject: &ClientSubject,
+    overwrite: bool,
+) -> Result<DevPki, CertError> {
+    fs::create_dir_all(dir).map_err(|source| CertError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut report = DevPki::default();
+    let ca = DevCa::load_or_create(dir, &mut report)?;
+    let (cert_path, key_path) = client_files(dir, name);
+    if !overwrite && pair_exists(&cert_path, &key_path)? {
+        report.kept.push(cert_path);
+        report.kept.push(key_path);
+        return Ok(report);
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    // Written most specific first (as RFC 2253 and Java's getName() print
+    // it), encoded least specific first.
+    let mut dn = subject.dn.clone();
+    if !dn.iter().any(|(k, _)| k == "CN") {
+        dn.insert(0, ("CN".to_string(), name.to_string()));
+    }
+    for (k, v) in dn.iter().rev() {
+        let t = match k.as_str() {
+            "CN" => DnType::CommonName,
+            "OU" => DnType::OrganizationalUnitName,
+            "O" => DnType::OrganizationName,
+            "L" => DnType::LocalityName,
+            "ST" => DnType::StateOrProvinceName,
+            _ => DnType::CountryName,
+        };
+        params.distinguished_name.push(t, v.as_str());
+    }
+    let mut sans = Vec::new();
+    for u in &subject.uris {
+        sans.push(SanType::URI(ia5(u)?));
+    }
+    for e in &subject.emails {
+        sans.push(SanType::Rfc822Name(ia5(e)?));
+    }
+    params.subject_alt_names = sans;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params);
+    let cert = params.signed_by(&key, &ca.issuer)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    let chain = format!("{}{}", cert.pem(), ca.cert_pem);
+    write_file(&cert_path, chain.as_bytes(), 0o644)?;
+    report.written.push(cert_path);
+    report.written.push(key_path);
     Ok(report)
 }
 
@@ -545,6 +657,55 @@ mod tests {
 
     fn hosts() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]
+    }
+
+    #[test]
+    fn client_certificates_carry_the_dn_and_sans_asked_for() {
+        // Goal: `corral cert --client` certificates chain to the dev CA, print
+        // their subject as written (Java's getName() order), carry the URI
+        // and email SANs, and are for client auth only.
+        let dir = tempfile::tempdir().unwrap();
+        let subject = ClientSubject {
+            dn: ClientSubject::parse_dn("CN=svc, OU=team-b,O=corp").unwrap(),
+            uris: vec!["spiffe://corp/team-b/api".into()],
+            emails: vec!["svc@team-b.corp".into()],
+        };
+        let report = issue_client_cert(dir.path(), "b", &subject, false).unwrap();
+        assert_eq!(report.written.len(), 4, "the CA, then the pair");
+        let (cert, key) = client_files(dir.path(), "b");
+        assert!(key.exists());
+        let pem = fs::read(&cert).unwrap();
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(chain.len(), 2, "leaf then CA");
+        let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        let dn = corral_auth::x509::rfc2253_from_name_der(leaf.subject().as_raw()).unwrap();
+        assert_eq!(dn, "CN=svc,OU=team-b,O=corp");
+        let sans = leaf.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = sans
+            .value
+            .general_names
+            .iter()
+            .map(|g| format!("{g}"))
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("spiffe://corp/team-b/api")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.contains("svc@team-b.corp")),
+            "{names:?}"
+        );
+        let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        let again = issue_client_cert(dir.path(), "b", &subject, false).unwrap();
+        assert!(again.written.is_empty(), "an existing pair is kept");
+        let default_cn =
+            issue_client_cert(dir.path(), "a", &ClientSubject::default(), false).unwrap();
+        assert_eq!(default_cn.written.len(), 2);
+        assert!(ClientSubject::parse_dn("CN=x,XX=y").is_err());
+        assert!(ClientSubject::parse_dn("nonsense").is_err());
     }
 
     fn roots(tls: &PeerTls) -> Arc<RootCertStore> {
