@@ -165,12 +165,7 @@ pub fn generate_dev_pki(
     hosts: &[String],
     overwrite: bool,
 ) -> Result<DevPki, CertError> {
-    fs::create_dir_all(dir).map_err(|source| CertError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut report = DevPki::default();
-    let ca = DevCa::load_or_create(dir, &mut report)?;
+    let (mut report, ca) = DevCa::open(dir)?;
     for &id in ids {
         let cert_path = dir.join(node_cert_file(id));
         let key_path = dir.join(node_key_file(id));
@@ -246,12 +241,7 @@ pub fn issue_client_cert(
     subject: &ClientSubject,
     overwrite: bool,
 ) -> Result<DevPki, CertError> {
-    fs::create_dir_all(dir).map_err(|source| CertError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut report = DevPki::default();
-    let ca = DevCa::load_or_create(dir, &mut report)?;
+    let (mut report, ca) = DevCa::open(dir)?;
     let (cert_path, key_path) = client_files(dir, name);
     if !overwrite && pair_exists(&cert_path, &key_path)? {
         report.kept.push(cert_path);
@@ -324,6 +314,17 @@ pub(crate) struct DevCa {
 }
 
 impl DevCa {
+    /// The CA of the dev PKI in `dir`, made (with the directory) if absent.
+    fn open(dir: &Path) -> Result<(DevPki, DevCa), CertError> {
+        fs::create_dir_all(dir).map_err(|source| CertError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut report = DevPki::default();
+        let ca = DevCa::load_or_create(dir, &mut report)?;
+        Ok((report, ca))
+    }
+
     fn load_or_create(dir: &Path, report: &mut DevPki) -> Result<DevCa, CertError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
