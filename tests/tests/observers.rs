@@ -470,7 +470,11 @@ fn an_observer_takes_new_upstreams_from_its_configuration_on_sighup() -> Result<
         .start()?;
     e.wait_serving(Duration::from_secs(30))?;
     e.wait_observers(Duration::from_secs(30))?;
-    ensure!(e.observer_upstream(0) == Some(1), "{:?}", e.observer_upstream(0));
+    ensure!(
+        e.observer_upstream(0) == Some(1),
+        "{:?}",
+        e.observer_upstream(0)
+    );
     let pid = e.observers[0].pid().context("observer pid")?;
     let path = e.observers[0].work_dir().join("corral.toml");
     let text = std::fs::read_to_string(&path)?;
