@@ -21,6 +21,7 @@
 //!   fdatasync per batch: the server's default log, chosen over sled on the
 //!   numbers in docs/benchmarks.md.
 //! - [`snapshot`]: fuzzy, checksummed snapshot files and [`recover`].
+//! - [`zk_quota`]: ZooKeeper's `/zookeeper/quota` limits and stats text.
 //! - [`usage`]: znode, data-byte and ephemeral counters per namespace root
 //!   (the tenants' tree quotas), kept exact by every apply.
 //!
@@ -52,6 +53,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod txn;
 pub mod usage;
+pub mod zk_quota;
 
 pub use disk::{MemTxnLog, SledTxnLog, TxnLog};
 pub use ensemble::{Ensemble, EnsembleError, MemberRole, ServerSpec};

@@ -64,8 +64,6 @@ pub enum TenantError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("invalid zookeeper quota string {text:?}: {reason}")]
-    ZkQuotaFormat { text: String, reason: &'static str },
     #[error(transparent)]
     Quota(#[from] QuotaError),
     #[error("request rate limit reached")]
@@ -88,8 +86,7 @@ impl TenantError {
             | TenantError::ConflictingBinding { .. }
             | TenantError::InvalidCidr { .. }
             | TenantError::TooMany { .. }
-            | TenantError::RootChange { .. }
-            | TenantError::ZkQuotaFormat { .. } => ErrorCode::BadArguments,
+            | TenantError::RootChange { .. } => ErrorCode::BadArguments,
         }
     }
 }
