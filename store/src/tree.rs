@@ -35,6 +35,7 @@ use crate::node::{AclRef, Modified, Node, NodeKind};
 use crate::path::{join, name, parent, validate_path};
 use crate::txn::{Txn, TxnHeader};
 use crate::usage::{NamespaceUsage, UsageIndex};
+use crate::zk_quota::{self, QuotaIndex, ZkQuotaUsage};
 
 const ROOT: u32 = 0;
 
@@ -188,6 +189,8 @@ pub struct DataTree {
     /// `/zookeeper/config`'s data at the start of the snapshot this tree was
     /// loaded from, if it had one (see [`DataTree::snapshot_config`]).
     snapshot_config: Option<Vec<u8>>,
+    /// ZooKeeper's path quotas and their usage (derived; see [`crate::zk_quota`]).
+    zk_quota: QuotaIndex,
 }
 
 impl Default for DataTree {
@@ -259,6 +262,7 @@ impl DataTree {
             digest: 0,
             usage: UsageIndex::default(),
             snapshot_config: None,
+            zk_quota: QuotaIndex::default(),
         };
         let open = t.intern(&Acl::open_unsafe());
         t.nodes.push(Some(Node::new("", Some(&[]), open, 0, 0, 0)));
@@ -475,6 +479,195 @@ impl DataTree {
         u
     }
 
+    // ---- ZooKeeper path quotas ----
+
+    /// The quota roots (paths with a `zookeeper_limits` node), sorted.
+    pub fn zk_quota_roots(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.zk_quota.roots.keys().cloned().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The maintained usage of a quota root, which its stats node shows.
+    pub fn zk_quota_usage(&self, root: &str) -> Option<ZkQuotaUsage> {
+        self.zk_quota.roots.get(root).copied()
+    }
+
+    /// The quota root `path` belongs to: its longest prefix (itself
+    /// included) with a limits node (ZooKeeper's `getMaxPrefixWithQuota`).
+    pub fn zk_quota_root_of<'p>(&self, path: &'p str) -> Option<&'p str> {
+        self.zk_quota.root_of(path)
+    }
+
+    /// Counts what the nodes of `root` use by walking them: its subtree, the
+    /// root node included, minus the subtrees of other roots below it. The
+    /// recount [`zk_quota_usage`](Self::zk_quota_usage) must always equal.
+    pub fn count_zk_quota(&self, root: &str) -> ZkQuotaUsage {
+        let mut u = ZkQuotaUsage::default();
+        let Some(idx) = self.lookup(root) else {
+            return u;
+        };
+        let nested = self.zk_quota.roots.keys().any(|r| {
+            r.len() > root.len() && r.starts_with(root) && r[root.len()..].starts_with('/')
+        });
+        let mut stack = vec![(root.to_string(), idx)];
+        while let Some((path, i)) = stack.pop() {
+            if path != root && nested && self.zk_quota.roots.contains_key(&path) {
+                continue;
+            }
+            let n = self.node(i);
+            u.add(ZkQuotaUsage::node(n.data_len()));
+            if let Some(c) = &n.children {
+                for ci in c.iter() {
+                    // Paths are only needed to recognise nested roots.
+                    let p = if nested {
+                        join(&path, self.node(ci).name())
+                    } else {
+                        String::new()
+                    };
+                    stack.push((p, ci));
+                }
+            }
+        }
+        u
+    }
+
+    /// A node was created: a limits node makes a root, a stats node gets its
+    /// root's usage (zero without a root), any other node counts for its root.
+    fn quota_created(&mut self, path: &str, data_len: usize) {
+        if let Some(root) = zk_quota::limits_owner(path) {
+            self.add_quota_root(root);
+        } else if let Some(root) = zk_quota::stats_owner(path) {
+            self.zk_quota.mark(root.to_string());
+        } else {
+            self.zk_quota
+                .charge(path, ZkQuotaUsage::node(data_len), true);
+        }
+    }
+
+    /// A setData: the bytes move, and a client's write to a stats node is
+    /// replaced by what the tree says (see [`crate::zk_quota`]).
+    fn quota_data_changed(&mut self, path: &str, old_len: usize, new_len: usize) {
+        if let Some(root) = zk_quota::stats_owner(path) {
+            self.zk_quota.mark(root.to_string());
+            return;
+        }
+        let bytes = |b: usize| ZkQuotaUsage {
+            count: 0,
+            bytes: b as u64,
+        };
+        self.zk_quota.charge(path, bytes(new_len), true);
+        self.zk_quota.charge(path, bytes(old_len), false);
+    }
+
+    /// `root` gets a limits node: its nodes stop counting for the enclosing
+    /// root, if any.
+    fn add_quota_root(&mut self, root: &str) {
+        let enclosing = self.enclosing_quota_root(root);
+        let usage = self.count_zk_quota(root);
+        self.zk_quota.roots.insert(root.to_string(), usage);
+        self.zk_quota.mark(root.to_string());
+        if let Some(e) = enclosing {
+            if let Some(u) = self.zk_quota.roots.get_mut(&e) {
+                u.sub(usage);
+            }
+            self.zk_quota.mark(e);
+        }
+    }
+
+    /// `root` lost its limits node: its nodes count for the enclosing root,
+    /// if any, and its stats node, if still there, reads zero.
+    fn drop_quota_root(&mut self, root: &str) {
+        let Some(usage) = self.zk_quota.roots.remove(root) else {
+            return;
+        };
+        self.zk_quota.mark(root.to_string());
+        if let Some(e) = self.enclosing_quota_root(root) {
+            if let Some(u) = self.zk_quota.roots.get_mut(&e) {
+                u.add(usage);
+            }
+            self.zk_quota.mark(e);
+        }
+    }
+
+    /// The longest proper prefix of `root` that is a root.
+    fn enclosing_quota_root(&self, root: &str) -> Option<String> {
+        zk_quota::quota_prefixes(root)
+            .skip(1)
+            .find(|p| self.zk_quota.roots.contains_key(*p))
+            .map(str::to_string)
+    }
+
+    /// Rewrites the stats nodes of the quota paths the current apply
+    /// touched: a root's usage, or zero for a path that is not a root.
+    fn write_quota_stats(&mut self) {
+        if self.zk_quota.dirty.is_empty() {
+            return;
+        }
+        for root in std::mem::take(&mut self.zk_quota.dirty) {
+            let usage = self.zk_quota.roots.get(&root).copied().unwrap_or_default();
+            let path = zk_quota::stat_path(&root);
+            if let Some(idx) = self.lookup(&path) {
+                self.rewrite_data(idx, &path, &usage.to_stats().to_bytes());
+            }
+        }
+    }
+
+    /// Replaces a node's data as the server itself does it: no new mzxid,
+    /// mtime or version, no watch.
+    fn rewrite_data(&mut self, idx: u32, path: &str, data: &[u8]) {
+        if self.node(idx).data() == Some(data) {
+            return;
+        }
+        let old = digest::data_part(path, self.node(idx).data());
+        let new = digest::data_part(path, Some(data));
+        self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
+        let old_len = self.node(idx).data_len();
+        self.data_size = self.data_size - size_term(path, old_len) + size_term(path, data.len());
+        if let Some(u) = self.usage.for_path(path) {
+            u.data_bytes = (u.data_bytes + data.len() as u64)
+                .checked_sub(old_len as u64)
+                .expect("usage: data bytes below 0");
+        }
+        let modified = self.node(idx).modified();
+        self.node_mut(idx).set_data(Some(data), modified);
+    }
+
+    /// Finds every root from the limits nodes under `/zookeeper/quota` and
+    /// rewrites every stats node from a recount, as ZooKeeper's
+    /// `setupQuota` does after loading a snapshot.
+    pub(crate) fn rebuild_zk_quotas(&mut self) {
+        let mut roots = Vec::new();
+        let mut stats = Vec::new();
+        if let Some(q) = self.lookup(zk_quota::QUOTA_ROOT) {
+            let mut stack = vec![(zk_quota::QUOTA_ROOT.to_string(), q)];
+            while let Some((path, i)) = stack.pop() {
+                if let Some(root) = zk_quota::limits_owner(&path) {
+                    roots.push(root.to_string());
+                } else if let Some(root) = zk_quota::stats_owner(&path) {
+                    stats.push(root.to_string());
+                }
+                if let Some(c) = &self.node(i).children {
+                    stack.extend(c.iter().map(|ci| (join(&path, self.node(ci).name()), ci)));
+                }
+            }
+        }
+        self.zk_quota = QuotaIndex::default();
+        for root in &roots {
+            self.zk_quota
+                .roots
+                .insert(root.clone(), ZkQuotaUsage::default());
+        }
+        for root in roots {
+            let usage = self.count_zk_quota(&root);
+            self.zk_quota.roots.insert(root, usage);
+        }
+        for root in stats {
+            self.zk_quota.mark(root);
+        }
+        self.write_quota_stats();
+    }
+
     // ---- apply ----
 
     /// Applies one txn deterministically and sets `last_zxid = hdr.zxid`.
@@ -496,6 +689,7 @@ impl DataTree {
             Txn::Multi(subs) => self.apply_multi(hdr, subs, &mut triggers),
             t => self.apply_one(hdr, t, &mut triggers),
         };
+        self.write_quota_stats();
         self.last_zxid = hdr.zxid;
         Applied { outcome, triggers }
     }
@@ -650,6 +844,7 @@ impl DataTree {
         let after = digest::meta_part(ppath, self.node(pidx));
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         self.register(path, owner);
+        self.quota_created(path, data.map_or(0, |d| d.len()));
         triggers.push(Trigger {
             path: path.to_string(),
             kind: TriggerKind::Created,
@@ -697,6 +892,9 @@ impl DataTree {
 
     /// Frees `idx` and everything below it (already unlinked from its parent).
     fn remove_subtree(&mut self, path: &str, idx: u32, triggers: &mut Vec<Trigger>) {
+        // Quota roots whose limits node goes; dropped once every node removed
+        // has been taken from the usage of the root it belonged to.
+        let mut dropped_roots = Vec::new();
         let mut stack = vec![(path.to_string(), idx)];
         while let Some((p, i)) = stack.pop() {
             let node = self.nodes[i as usize].take().expect("live znode slot");
@@ -707,6 +905,12 @@ impl DataTree {
             let ephemeral = matches!(node.kind(), NodeKind::Ephemeral(_));
             if let Some(u) = self.usage.for_path(&p) {
                 u.sub(node.data_len(), ephemeral);
+            }
+            match zk_quota::limits_owner(&p) {
+                Some(root) => dropped_roots.push(root.to_string()),
+                None => self
+                    .zk_quota
+                    .charge(&p, ZkQuotaUsage::node(node.data_len()), false),
             }
             self.unregister(&p, node.raw_owner());
             if let Some(c) = &node.children {
@@ -719,6 +923,9 @@ impl DataTree {
                 path: p,
                 kind: TriggerKind::Deleted,
             });
+        }
+        for root in dropped_roots {
+            self.drop_quota_root(&root);
         }
     }
 
@@ -744,6 +951,7 @@ impl DataTree {
                 .checked_sub(old_len as u64)
                 .expect("usage: data bytes below 0");
         }
+        self.quota_data_changed(path, old_len, new_len);
         self.update_meta(idx, path, |n| {
             n.set_data(
                 data,
@@ -970,6 +1178,7 @@ impl DataTree {
         self.data_size = size;
         self.finish_common(last_zxid);
         self.digest = self.recompute_digest();
+        self.rebuild_zk_quotas();
     }
 
     /// Keeps the ghosts that the loaded tree does not already account for.
@@ -1182,6 +1391,7 @@ impl Loader {
         t.digest = d;
         t.finish_common(last_zxid);
         debug_assert_eq!(t.digest, t.recompute_digest());
+        t.rebuild_zk_quotas();
         t
     }
 }

@@ -1,9 +1,7 @@
-//! ZooKeeper's own per-path quotas under `/zookeeper/quota`: the text
-//! format of the `zookeeper_limits` and `zookeeper_stats` nodes (zkCli and the
-//! server write them) and their paths. The tree keeps each quota's stats node
-//! current on apply ([`crate::DataTree`]); `corral_tenant::zk_quota` decides
-//! whether a change fits the limits.
-//!
+//! ZooKeeper's own per-path quotas under `/zookeeper/quota`: where the nodes
+//! live and the text their data holds. The tree keeps the stats nodes current
+//! on apply ([`crate::DataTree`]); `corral_tenant::zk_quota` decides whether a
+//! change fits the limits.
 //!
 //! # Layout (facts from ZooKeeper's `Quotas`)
 //!
@@ -25,22 +23,62 @@
 //! `count=10,bytes=-1=;byteHardLimit=-1;countHardLimit=-1`; older zkCli wrote
 //! `count=10,bytes=-1`; the stats node reads like `count=1,bytes=0`.
 //!
-//! # Enforcement (facts from ZooKeeper's `ZooKeeperServer.checkQuota`)
+//! # How the tree keeps the stats nodes (facts from ZooKeeper's `DataTree`)
 //!
-//! The quota that applies to a path is that of its longest prefix with a limits
-//! node. A create adds count 1 and its data length in bytes; a setData adds the
-//! length difference. When the new total is above the limit, a hard limit
-//! (`countHardLimit`/`byteHardLimit` > -1, taking precedence over the soft one)
-//! refuses with `QuotaExceeded`; a soft limit only warns. A change of zero is
-//! never checked, but any other change is judged on the new total, so a setData
-//! that shrinks data while the path is still over a hard byte limit is refused
-//! too (ZooKeeper's behaviour; deletes are not checked). corral always enforces
-//! hard limits (ZooKeeper needs `zookeeper.enforceQuota=true`).
+//! A path `P` is a quota root while `/zookeeper/quota<P>/zookeeper_limits`
+//! exists (ZooKeeper adds `P` to its `PathTrie` when that node is created and
+//! drops it when it is deleted). Every node belongs to its longest prefix that
+//! is a quota root, the root itself included (`getMaxPrefixWithQuota`); the
+//! root's usage is the number of its nodes (`count`) and the sum of their data
+//! lengths (`bytes`). Each create, delete (subtree, ephemeral and session-close
+//! removals included) and setData moves the usage of the one root the path
+//! belongs to, and the tree rewrites that root's stats node data to
+//! `count=<n>,bytes=<n>`, as `updateQuotaStat` does: only the data changes,
+//! never mzxid, mtime or version, and no watch fires. Creating a stats node
+//! writes the current usage into it (`updateQuotaForPath` recounts), and a
+//! tree loaded from a snapshot rebuilds the roots and rewrites every stats
+//! node from a recount (`setupQuota`).
+//!
+//! Where corral is stricter, so that the stats data is a function of the tree
+//! (every replica must hold the same bytes at a zxid, and a replica that
+//! loaded a snapshot must agree with one that did not):
+//! - a root's usage always equals a recount, even with nested roots: creating
+//!   or deleting a nested root's limits node moves its nodes' usage between it
+//!   and the enclosing root (ZooKeeper leaves the enclosing stats stale until a
+//!   restart recounts them, then counts nested subtrees twice);
+//! - a stats node always reads as the tree says: its root's usage, or
+//!   `count=0,bytes=0` when its path is not a root (no limits node, or the
+//!   limits node was deleted). A client's create or setData of a stats node
+//!   is overwritten at once (in ZooKeeper it would be the base later changes
+//!   add to), and only `count` and `bytes` are written (ZooKeeper keeps other
+//!   keys). Anything that depended on the order of past writes (ZooKeeper
+//!   keeps a dropped root's last stats) would make a replica that replayed
+//!   the log over a fuzzy snapshot disagree with one that did not;
+//! - `/zookeeper`, `/zookeeper/quota` and paths below `/zookeeper/quota` are
+//!   never quota roots, so no stats rewrite is ever counted by another quota;
+//!   `/` is not one either, as in ZooKeeper;
+//! - the tree's approximate data size follows the rewrites (ZooKeeper's
+//!   counter drifts until a restart).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use corral_proto::ErrorCode;
+
+/// A limits or stats text that ZooKeeper's parser would throw on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid zookeeper quota string {text:?}: {reason}")]
+pub struct ZkQuotaFormatError {
+    pub text: String,
+    pub reason: &'static str,
+}
+
+impl ZkQuotaFormatError {
+    /// What a client sees: `BadArguments`.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::BadArguments
+    }
+}
 
 /// `/zookeeper/quota`.
 pub const QUOTA_ROOT: &str = "/zookeeper/quota";
@@ -53,21 +91,6 @@ const COUNT: &str = "count";
 const BYTES: &str = "bytes";
 const COUNT_HARD: &str = "countHardLimit";
 const BYTES_HARD: &str = "byteHardLimit";
-
-/// A limits or stats text that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid zookeeper quota string {text:?}: {reason}")]
-pub struct ZkQuotaFormatError {
-    pub text: String,
-    pub reason: &'static str,
-}
-
-impl ZkQuotaFormatError {
-    /// The ZooKeeper error code a client sees.
-    pub fn code(&self) -> ErrorCode {
-        ErrorCode::BadArguments
-    }
-}
 
 /// The data of a `zookeeper_limits` or `zookeeper_stats` node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -230,6 +253,115 @@ pub fn quota_prefixes(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Whether `path` may carry a quota: an absolute path other than `/` that is
+/// neither an ancestor of `/zookeeper/quota` nor inside it (see the module
+/// docs).
+pub fn is_quota_path(path: &str) -> bool {
+    let within = |root: &str, p: &str| {
+        p.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    path.starts_with('/') && path != "/" && !within(path, QUOTA_ROOT) && !within(QUOTA_ROOT, path)
+}
+
+/// The quota root whose limits node `path` is, if it is one.
+pub fn limits_owner(path: &str) -> Option<&str> {
+    owner_of(path, LIMIT_NODE)
+}
+
+/// The quota path whose stats node `path` is, if it is one.
+pub fn stats_owner(path: &str) -> Option<&str> {
+    owner_of(path, STAT_NODE)
+}
+
+fn owner_of<'a>(path: &'a str, node: &str) -> Option<&'a str> {
+    let p = path
+        .strip_prefix(QUOTA_ROOT)?
+        .strip_suffix(node)?
+        .strip_suffix('/')?;
+    is_quota_path(p).then_some(p)
+}
+
+/// What the nodes of one quota root use: ZooKeeper's stats `count` and `bytes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZkQuotaUsage {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl ZkQuotaUsage {
+    pub(crate) fn add(&mut self, o: ZkQuotaUsage) {
+        self.count += o.count;
+        self.bytes += o.bytes;
+    }
+
+    /// Going below zero means a node left that was never counted: a
+    /// bookkeeping bug that would let writes past a hard limit. Crash.
+    pub(crate) fn sub(&mut self, o: ZkQuotaUsage) {
+        self.count = self
+            .count
+            .checked_sub(o.count)
+            .expect("quota count below 0");
+        self.bytes = self
+            .bytes
+            .checked_sub(o.bytes)
+            .expect("quota bytes below 0");
+    }
+
+    pub(crate) fn node(data_len: usize) -> ZkQuotaUsage {
+        ZkQuotaUsage {
+            count: 1,
+            bytes: data_len as u64,
+        }
+    }
+
+    /// The stats node data: `count=<n>,bytes=<n>`.
+    pub fn to_stats(self) -> StatsTrack {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        StatsTrack::stats(clamp(self.count), clamp(self.bytes))
+    }
+}
+
+/// The quota roots and their usage, plus the quota paths whose stats node
+/// the current apply must rewrite. Derived from the tree; not in snapshots.
+#[derive(Debug, Default)]
+pub(crate) struct QuotaIndex {
+    pub(crate) roots: HashMap<String, ZkQuotaUsage>,
+    pub(crate) dirty: Vec<String>,
+}
+
+impl QuotaIndex {
+    /// The longest prefix of `path` (itself included) that is a root.
+    pub(crate) fn root_of<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.roots.is_empty() {
+            return None;
+        }
+        quota_prefixes(path).find(|p| self.roots.contains_key(*p))
+    }
+
+    /// Adds `delta` (or takes it away) from the root `path` belongs to.
+    pub(crate) fn charge(&mut self, path: &str, delta: ZkQuotaUsage, add: bool) {
+        let Some(root) = self.root_of(path) else {
+            return;
+        };
+        let root = root.to_string();
+        if let Some(u) = self.roots.get_mut(&root) {
+            if add {
+                u.add(delta);
+            } else {
+                u.sub(delta);
+            }
+        }
+        self.mark(root);
+    }
+
+    pub(crate) fn mark(&mut self, root: String) {
+        if !self.dirty.contains(&root) {
+            self.dirty.push(root);
+        }
+    }
+}
+
 /// Java's `Long.parseLong`: optional sign, then ASCII digits, in range.
 fn parse_long(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -242,6 +374,57 @@ fn parse_long(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_and_stats_nodes_name_their_quota_path() {
+        // Goal: only /zookeeper/quota<P>/zookeeper_{limits,stats} with an eligible P name a quota.
+        assert_eq!(
+            limits_owner("/zookeeper/quota/app/zookeeper_limits"),
+            Some("/app")
+        );
+        assert_eq!(
+            stats_owner("/zookeeper/quota/a/b/zookeeper_stats"),
+            Some("/a/b")
+        );
+        assert_eq!(limits_owner("/zookeeper/quota/app/zookeeper_stats"), None);
+        assert_eq!(
+            limits_owner("/zookeeper/quota/zookeeper_limits"),
+            None,
+            "not /"
+        );
+        assert_eq!(limits_owner("/zookeeper/quotax/a/zookeeper_limits"), None);
+        assert_eq!(limits_owner("/zookeeper/quota/appzookeeper_limits"), None);
+        assert_eq!(
+            limits_owner("/zookeeper/quota/zookeeper/zookeeper_limits"),
+            None
+        );
+        assert_eq!(
+            limits_owner("/zookeeper/quota/zookeeper/quota/x/zookeeper_limits"),
+            None
+        );
+        assert_eq!(
+            limits_owner("/zookeeper/quota/zookeeper/config/zookeeper_limits"),
+            Some("/zookeeper/config")
+        );
+        for bad in [
+            "",
+            "/",
+            "/zookeeper",
+            "/zookeeper/quota",
+            "/zookeeper/quota/a",
+            "a",
+        ] {
+            assert!(!is_quota_path(bad), "{bad:?}");
+        }
+        for good in [
+            "/a",
+            "/zookeeperx",
+            "/zookeeper/quotax",
+            "/zookeeper/config",
+        ] {
+            assert!(is_quota_path(good), "{good:?}");
+        }
+    }
 
     #[test]
     fn quota_prefixes_longest_first() {
