@@ -52,15 +52,53 @@ pub struct Pending {
     ephemerals: HashMap<i64, Vec<(i64, String)>>,
     /// `recs` changes in zxid order, so applied ones can be dropped.
     order: VecDeque<(i64, String)>,
-    /// Net usage change of pending txns per namespace root, and the changes
-    /// by zxid so applied ones can be taken out again.
-    usage: HashMap<String, UsageDelta>,
-    usage_log: VecDeque<(i64, String, UsageDelta)>,
+    /// Net usage change of pending txns per namespace root.
+    usage: Charges,
     /// Registry records written by pending txns (`None`: deleted), by name.
     tenants: HashMap<String, (i64, Option<Tenant>)>,
     tenants_order: VecDeque<(i64, String)>,
     /// The configuration text of a pending reconfig, with its zxid.
     config: Option<(i64, Vec<u8>)>,
+}
+
+/// Net usage changes of pending txns per root, and the changes by zxid so
+/// applied ones can be taken out again.
+#[derive(Default, Clone)]
+struct Charges {
+    sum: HashMap<String, UsageDelta>,
+    log: VecDeque<(i64, String, UsageDelta)>,
+}
+
+impl Charges {
+    fn charge(&mut self, zxid: i64, root: &str, d: UsageDelta) {
+        let sum = self.get(root).plus(d);
+        self.sum.insert(root.to_string(), sum);
+        self.log.push_back((zxid, root.to_string(), d));
+    }
+
+    /// The net change of `root`.
+    fn get(&self, root: &str) -> UsageDelta {
+        self.sum.get(root).copied().unwrap_or_default()
+    }
+
+    fn applied_through(&mut self, zxid: i64) {
+        while self.log.front().is_some_and(|(z, _, _)| *z <= zxid) {
+            let Some((_, root, d)) = self.log.pop_front() else {
+                break;
+            };
+            let left = self.get(&root).minus(d);
+            if left == UsageDelta::default() {
+                self.sum.remove(&root);
+            } else {
+                self.sum.insert(root, left);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.sum.clear();
+        self.log.clear();
+    }
 }
 
 /// A change of a namespace's usage.
@@ -109,7 +147,6 @@ impl Pending {
         self.ephemerals.clear();
         self.order.clear();
         self.usage.clear();
-        self.usage_log.clear();
         self.tenants.clear();
         self.tenants_order.clear();
         self.config = None;
@@ -142,17 +179,7 @@ impl Pending {
             paths.retain(|(z, _)| *z > zxid);
             !paths.is_empty()
         });
-        while self.usage_log.front().is_some_and(|(z, _, _)| *z <= zxid) {
-            let Some((_, root, d)) = self.usage_log.pop_front() else {
-                break;
-            };
-            let left = self.usage.get(&root).copied().unwrap_or_default().minus(d);
-            if left == UsageDelta::default() {
-                self.usage.remove(&root);
-            } else {
-                self.usage.insert(root, left);
-            }
-        }
+        self.usage.applied_through(zxid);
         while self.tenants_order.front().is_some_and(|(z, _)| *z <= zxid) {
             let Some((_, name)) = self.tenants_order.pop_front() else {
                 break;
@@ -161,12 +188,6 @@ impl Pending {
                 self.tenants.remove(&name);
             }
         }
-    }
-
-    fn charge(&mut self, zxid: i64, root: &str, d: UsageDelta) {
-        let sum = self.usage.get(root).copied().unwrap_or_default().plus(d);
-        self.usage.insert(root.to_string(), sum);
-        self.usage_log.push_back((zxid, root.to_string(), d));
     }
 
     fn get(&self, tree: &DataTree, path: &str) -> Option<Rec> {
@@ -619,7 +640,7 @@ impl<'a> Prep<'a> {
             .tree
             .usage(&t.root)
             .unwrap_or_else(|| self.tree.count_usage(&t.root));
-        let pending = self.pending.usage.get(&t.root).copied().unwrap_or_default();
+        let pending = self.pending.usage.get(&t.root);
         Some((t.root.clone(), t.quotas, pending.applied_to(base)))
     }
 
@@ -636,7 +657,7 @@ impl<'a> Prep<'a> {
             data_bytes: data_len as i64,
             ephemerals: i64::from(ephemeral),
         };
-        self.pending.charge(self.zxid, &root, d);
+        self.pending.usage.charge(self.zxid, &root, d);
         Ok(())
     }
 
@@ -652,7 +673,7 @@ impl<'a> Prep<'a> {
             data_bytes: new_len as i64 - old_len as i64,
             ..UsageDelta::default()
         };
-        self.pending.charge(self.zxid, &root, d);
+        self.pending.usage.charge(self.zxid, &root, d);
         Ok(())
     }
 
@@ -672,7 +693,7 @@ impl<'a> Prep<'a> {
             ephemerals: -i64::from(ephemeral),
         };
         let root = t.root.clone();
-        self.pending.charge(self.zxid, &root, d);
+        self.pending.usage.charge(self.zxid, &root, d);
     }
 
     /// Multi: every op is prepped in order against the overlay; on the first
