@@ -15,6 +15,21 @@
 //! - A create or setData below a tenant root is checked against the tenant's
 //!   tree quotas with usage = the tree's counters plus the pending txns' net
 //!   change (`QuotaExceeded`), so racing writers never pass a limit.
+//!
+//! ZooKeeper's own path quotas (`/zookeeper/quota`, see
+//! [`corral_tenant::zk_quota`]) are checked as ZooKeeper 3.8 does with
+//! `zookeeper.enforceQuota=true`, which corral always is: every create
+//! (all create opcodes, in a multi too) and setData is judged against the
+//! quota of the path's longest prefix with a limits node, in ZooKeeper's
+//! place (a create after the ephemeral-parent check, a setData before the
+//! version check). Over a hard limit is `QuotaExceeded`; over a soft one only
+//! logs a warning. A limits text that does not parse fails the request with
+//! `MarshallingError`, as ZooKeeper's unchecked parse exception does (for a
+//! multi, the whole request). No stats node, no check. The limits and the
+//! quota roots are read from the applied tree, as ZooKeeper reads its
+//! `DataTree`; unlike ZooKeeper, the usage also counts the pending txns and
+//! the earlier ops of the same multi, so pipelined writers or one multi cannot
+//! pass a hard limit together. Path quotas and tenant quotas both apply.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,6 +43,7 @@ use corral_proto::request::{
 use corral_proto::{Acl, CreateMode, ErrorCode, MultiOp, OpCode, Request, Stat};
 use corral_store::ensemble::CONFIG_NODE;
 use corral_store::{DataTree, NodeKind, Txn};
+use corral_tenant::zk_quota::{self, StatsTrack, ZkQuotaOutcome};
 use corral_tenant::{Quotas, Registry, Tenant, Usage, REGISTRY_ROOT};
 
 use crate::tenancy::{is_reserved, is_super, Directory, DirectoryHandle};
@@ -54,6 +70,9 @@ pub struct Pending {
     order: VecDeque<(i64, String)>,
     /// Net usage change of pending txns per namespace root.
     usage: Charges,
+    /// Net change of pending txns per ZooKeeper quota root (`znodes` is the
+    /// stats `count`, `data_bytes` its `bytes`).
+    zk_usage: Charges,
     /// Registry records written by pending txns (`None`: deleted), by name.
     tenants: HashMap<String, (i64, Option<Tenant>)>,
     tenants_order: VecDeque<(i64, String)>,
@@ -147,6 +166,7 @@ impl Pending {
         self.ephemerals.clear();
         self.order.clear();
         self.usage.clear();
+        self.zk_usage.clear();
         self.tenants.clear();
         self.tenants_order.clear();
         self.config = None;
@@ -180,6 +200,7 @@ impl Pending {
             !paths.is_empty()
         });
         self.usage.applied_through(zxid);
+        self.zk_usage.applied_through(zxid);
         while self.tenants_order.front().is_some_and(|(z, _)| *z <= zxid) {
             let Some((_, name)) = self.tenants_order.pop_front() else {
                 break;
@@ -369,7 +390,9 @@ impl<'a> Prep<'a> {
         };
         let ephemeral = matches!(NodeKind::from_owner(owner), NodeKind::Ephemeral(_));
         let data_len = data.as_ref().map_or(0, |d| d.len()) as u64;
+        let zk_charge = self.check_path_quota(&path, 1, data_len as i64)?;
         self.charge_create(&path, data_len, ephemeral)?;
+        self.charge_path_quota(zk_charge);
         let parent_cversion = parent.cversion.wrapping_add(1);
         parent.cversion = parent_cversion;
         parent.stat.num_children += 1;
@@ -475,13 +498,22 @@ impl<'a> Prep<'a> {
         self.guard_reserved(&s.path)?;
         let mut node = self.get(&s.path)?;
         self.check_acl(&node.acl, perms::WRITE)?;
+        let old_len = node.stat.data_length.max(0) as u64;
+        let request_len = s.data.as_ref().map_or(0, |d| d.len()) as i64;
+        // ZooKeeper checks the quota on the request's data, before the version.
+        let zk_charge = self.check_path_quota(&s.path, 0, request_len - old_len as i64)?;
         let version = check_version(node.stat.version, s.version)?;
         let data = match self.record(&s.path, s.data.as_deref(), None)? {
             Some(canonical) => Some(canonical),
             None => s.data.clone(),
         };
         let new_len = data.as_ref().map_or(0, |d| d.len()) as u64;
-        self.charge_set_data(&s.path, node.stat.data_length.max(0) as u64, new_len)?;
+        self.charge_set_data(&s.path, old_len, new_len)?;
+        // What apply will count (a tenant record is stored canonical).
+        self.charge_path_quota(zk_charge.map(|(root, mut d)| {
+            d.data_bytes = new_len as i64 - old_len as i64;
+            (root, d)
+        }));
         node.stat.version = version;
         node.stat.mzxid = self.zxid;
         node.stat.mtime = self.time_ms;
@@ -679,6 +711,14 @@ impl<'a> Prep<'a> {
 
     /// Counts a delete (never refused).
     fn credit_delete(&mut self, path: &str, stat: &Stat) {
+        if let Some(root) = self.tree.zk_quota_root_of(path) {
+            let d = UsageDelta {
+                znodes: -1,
+                data_bytes: -i64::from(stat.data_length.max(0)),
+                ephemerals: 0,
+            };
+            self.pending.zk_usage.charge(self.zxid, root, d);
+        }
         let dir = self.opts.directory();
         let Some(t) = dir.namespace_of(path) else {
             return;
@@ -694,6 +734,75 @@ impl<'a> Prep<'a> {
         };
         let root = t.root.clone();
         self.pending.usage.charge(self.zxid, &root, d);
+    }
+
+    /// ZooKeeper's `checkQuota` for a change of `count_diff` znodes and
+    /// `bytes_diff` bytes at `path` (see the module docs). On success, what to
+    /// charge to the pending usage once every other check has passed.
+    fn check_path_quota(
+        &self,
+        path: &str,
+        count_diff: i64,
+        bytes_diff: i64,
+    ) -> PrepResult<Option<(String, UsageDelta)>> {
+        let Some(root) = self.tree.zk_quota_root_of(path) else {
+            return Ok(None);
+        };
+        let limits = self
+            .tree
+            .get(&zk_quota::limit_path(root))
+            .map_or(Ok(StatsTrack::default()), |n| {
+                StatsTrack::parse_bytes(n.data_bytes())
+            })
+            .map_err(|e| {
+                tracing::warn!(quota = %root, error = %e, "unreadable zookeeper_limits refuses the write");
+                ErrorCode::MarshallingError
+            })?;
+        let charge = Some((
+            root.to_string(),
+            UsageDelta {
+                znodes: count_diff,
+                data_bytes: bytes_diff,
+                ephemerals: 0,
+            },
+        ));
+        let stats_node = self.tree.get(&zk_quota::stat_path(root));
+        let (Some(usage), Some(_)) = (self.tree.zk_quota_usage(root), stats_node) else {
+            return Ok(charge);
+        };
+        let pending = self.pending.zk_usage.get(root);
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let stats = StatsTrack::stats(
+            as_i64(usage.count).saturating_add(pending.znodes),
+            as_i64(usage.bytes).saturating_add(pending.data_bytes),
+        );
+        match zk_quota::check_zk_quota(&limits, &stats, count_diff, bytes_diff) {
+            Ok(ZkQuotaOutcome::Ok) => Ok(charge),
+            Ok(ZkQuotaOutcome::SoftExceeded {
+                dimension,
+                limit,
+                would_be,
+            }) => {
+                tracing::warn!(
+                    quota = %root,
+                    dimension = dimension.as_str(),
+                    limit,
+                    would_be,
+                    "soft quota exceeded"
+                );
+                Ok(charge)
+            }
+            Err(e) => {
+                tracing::info!(quota = %root, path, error = %e, "hard quota refuses a write");
+                Err(e.code())
+            }
+        }
+    }
+
+    fn charge_path_quota(&mut self, charge: Option<(String, UsageDelta)>) {
+        if let Some((root, d)) = charge {
+            self.pending.zk_usage.charge(self.zxid, &root, d);
+        }
     }
 
     /// Multi: every op is prepped in order against the overlay; on the first
@@ -728,6 +837,12 @@ impl<'a> Prep<'a> {
             };
             match r {
                 Ok(t) => txns.push(t),
+                // Only an unreadable zookeeper_limits fails an op this way:
+                // ZooKeeper's parse exception fails the whole request.
+                Err(ErrorCode::MarshallingError) => {
+                    *self.pending = saved;
+                    return Txn::Error(ErrorCode::MarshallingError.code());
+                }
                 Err(e) => {
                     failed = true;
                     *self.pending = saved.clone();
@@ -1060,6 +1175,55 @@ mod tests {
         assert_eq!(again, Txn::Error(ErrorCode::NodeExists.code()));
         pending.applied_through(4);
         assert!(pending.is_empty() && pending.ephemerals.is_empty());
+    }
+
+    #[test]
+    fn path_quota_counts_pending_creates_and_deletes() {
+        // Goal: creates and deletes prepped in one batch, none applied yet, count against a zookeeper_limits hard limit together.
+        let mut tree = DataTree::new();
+        let setup = prep_batch(
+            &tree,
+            1,
+            &[
+                create("/app", 0),
+                create("/zookeeper/quota/app", 0),
+                Request::Create(
+                    OpCode::Create,
+                    CreateRequest {
+                        path: zk_quota::limit_path("/app"),
+                        data: Some(
+                            b"count=-1,bytes=-1=;byteHardLimit=-1;countHardLimit=3".to_vec(),
+                        ),
+                        acl: Acl::open_unsafe(),
+                        flags: 0,
+                        ttl: -1,
+                    },
+                ),
+                create(&zk_quota::stat_path("/app"), 0),
+            ],
+        );
+        apply_all(&mut tree, 1, &setup);
+        assert_eq!(tree.zk_quota_usage("/app").map(|u| u.count), Some(1));
+        let del = Request::Delete(DeleteRequest {
+            path: "/app/a".into(),
+            version: -1,
+        });
+        let t = prep_batch(
+            &tree,
+            1,
+            &[
+                create("/app/a", 0),
+                create("/app/b", 0),
+                create("/app/c", 0),
+                del,
+                create("/app/c", 0),
+            ],
+        );
+        assert!(matches!(t[0], Txn::Create { .. }));
+        assert!(matches!(t[1], Txn::Create { .. }));
+        assert_eq!(t[2], Txn::Error(ErrorCode::QuotaExceeded.code()));
+        assert!(matches!(t[3], Txn::Delete { .. }));
+        assert!(matches!(t[4], Txn::Create { .. }), "the delete made room");
     }
 
     #[test]
