@@ -256,3 +256,50 @@ impl ZkProc {
         Ok(())
     }
 }
+
+/// What one run of Apache's zkCli printed.
+#[derive(Debug, Clone)]
+pub struct ZkCliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs Apache's zkCli (`org.apache.zookeeper.ZooKeeperMain`) once against
+/// `server` with one command, e.g. `["setquota", "-N", "3", "/app"]`, and
+/// waits for it to exit (bounded by [`START_TIMEOUT`]; killed after that).
+pub fn zk_cli(server: SocketAddr, command: &[&str]) -> Result<ZkCliOutput> {
+    let java = java().ok_or_else(|| anyhow::anyhow!("java not found"))?;
+    let mut child = Command::new(java)
+        .arg("-Xmx256m")
+        .arg("-XX:+UseSerialGC")
+        .arg("-cp")
+        .arg(classpath())
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .arg("-server")
+        .arg(server.to_string())
+        .args(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if start.elapsed() > START_TIMEOUT {
+            // Only the child this call started.
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("zkCli {command:?} did not exit within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output()?;
+    Ok(ZkCliOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
