@@ -19,8 +19,10 @@
 //!   [`QuotaError`] (`QuotaExceeded`, -125).
 //! - [`rate`]: the sans-IO token bucket [`RateLimiter`] (`ThrottledOp`, -127).
 //! - [`conn`]: [`ConnectionCounter`], per client IP and per tenant.
-//! - [`zk_quota`]: ZooKeeper's own `/zookeeper/quota` text format
-//!   ([`StatsTrack`]) and its hard/soft limit check.
+//! - [`zk_quota`]: ZooKeeper's own `/zookeeper/quota` path quotas: the
+//!   hard/soft limit check ([`check_zk_quota`]), plus the text format
+//!   ([`StatsTrack`]) and paths re-exported from `corral_store::zk_quota`
+//!   (the tree keeps the stats nodes).
 //! - [`audit`]: the [`AuditRecord`] and its JSON-lines and ZooKeeper
 //!   `key=value` encodings.
 //! - [`audit_sink`]: the [`AuditSink`] trait, the bounded [`QueuedSink`] that
@@ -46,7 +48,10 @@
 //! - **Leader prep**: [`quota::check_create`] / [`quota::check_set_data`]
 //!   against usage plus the not-yet-applied txns; for a multi, thread
 //!   [`Usage::after_create`] etc. through the sub-ops. Also
-//!   [`zk_quota::check_zk_quota`] for `/zookeeper/quota` path quotas.
+//!   [`zk_quota::check_zk_quota`] for `/zookeeper/quota` path quotas, with
+//!   the quota of the path's longest prefix
+//!   (`corral_store::DataTree::zk_quota_root_of`) and its usage plus the
+//!   pending txns'.
 //! - **Reads and replies**: [`to_outer`] for create's path, [`event_path`] for
 //!   watch events (drop on `None`), [`ephemerals_to_outer`] for getEphemerals,
 //!   [`paths_to_inner`] for setWatches.
