@@ -1,11 +1,26 @@
-//! ZooKeeper's per-path quotas (`/zookeeper/quota`), checked: whether a
-//! change fits a quota's hard limits (3.7 semantics, always enforced in
-//! corral). The text format and paths live in [`corral_store::zk_quota`],
-//! re-exported here; the tree keeps the stats nodes current.
-
-pub use corral_store::zk_quota::*;
+//! ZooKeeper's own per-path quotas under `/zookeeper/quota`, with 3.7's
+//! hard-limit semantics: the decision whether a change fits. The node layout
+//! and the text format ([`StatsTrack`]) are `corral_store::zk_quota`'s
+//! (re-exported here), since the tree keeps the stats nodes.
+//!
+//! # Enforcement (facts from ZooKeeper's `ZooKeeperServer.checkQuota`)
+//!
+//! The quota that applies to a path is that of its longest prefix with a limits
+//! node. A create adds count 1 and its data length in bytes; a setData adds the
+//! length difference. When the new total is above the limit, a hard limit
+//! (`countHardLimit`/`byteHardLimit` > -1, taking precedence over the soft one)
+//! refuses with `QuotaExceeded`; a soft limit only warns. A change of zero is
+//! never checked, but any other change is judged on the new total, so a setData
+//! that shrinks data while the path is still over a hard byte limit is refused
+//! too (ZooKeeper's behaviour; deletes are not checked). corral always enforces
+//! hard limits (ZooKeeper needs `zookeeper.enforceQuota=true`).
 
 use crate::quota::{QuotaDimension, QuotaError};
+
+pub use corral_store::zk_quota::{
+    limit_path, quota_prefixes, stat_path, StatsTrack, ZkQuotaFormatError, LIMIT_NODE, QUOTA_ROOT,
+    STAT_NODE,
+};
 
 /// Outcome of checking one change against a ZooKeeper path quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
