@@ -21,7 +21,7 @@ use corral_proto::{
     RequestHeader, Writer,
 };
 use rand::RngCore;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::{reply_frame, Committed};
@@ -34,6 +34,9 @@ use crate::tenancy::{translate, Scope};
 use crate::watch::ConnId;
 use corral_proto::OpCode;
 use corral_tenant::{AuditOp, AuditResult};
+
+/// Per-connection read buffer: pipelined requests arrive many to a read.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Work queued to the responder, in request order.
 enum Item {
@@ -141,7 +144,11 @@ pub async fn serve_with_identity<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
+    let (rd, wr) = tokio::io::split(stream);
+    // Pipelined requests are small: one read takes many of them, instead of
+    // two reads (length, body) per request. A body larger than the buffer is
+    // read straight into its own allocation.
+    let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let mut first = [0u8; 4];
     if rd.read_exact(&mut first).await.is_err() {
