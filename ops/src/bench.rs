@@ -221,23 +221,35 @@ async fn session(
             }
         }
         c.flush().await?;
-        let Some((op, at)) = inflight.pop_front() else {
+        if inflight.is_empty() {
             break;
-        };
-        let reply = c.recv(op).await?;
-        res.latencies_us
-            .push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        res.ops += 1;
-        if reply.header.err != 0 {
-            res.errors += 1;
-        } else if let (Workload::CreateDelete, Response::Path(p)) = (args.workload, &reply.body) {
-            let (_, op) = c
-                .send(&Request::Delete(DeleteRequest {
-                    path: p.clone(),
-                    version: -1,
-                }))
-                .await?;
-            inflight.push_back((op, Instant::now()));
+        }
+        // Take every reply that is already here before writing again, so
+        // one write carries all the requests that replace them. (Only those
+        // sent before: a delete queued below is not flushed yet.)
+        for _ in 0..inflight.len() {
+            let Some((op, at)) = inflight.pop_front() else {
+                break;
+            };
+            let reply = c.recv(op).await?;
+            res.latencies_us
+                .push(at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            res.ops += 1;
+            if reply.header.err != 0 {
+                res.errors += 1;
+            } else if let (Workload::CreateDelete, Response::Path(p)) = (args.workload, &reply.body)
+            {
+                let (_, op) = c
+                    .send(&Request::Delete(DeleteRequest {
+                        path: p.clone(),
+                        version: -1,
+                    }))
+                    .await?;
+                inflight.push_back((op, Instant::now()));
+            }
+            if !c.reply_ready() {
+                break;
+            }
         }
         if !more && inflight.is_empty() {
             break;

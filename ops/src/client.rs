@@ -98,6 +98,16 @@ impl Client {
         Ok(())
     }
 
+    /// Whether a whole frame is already buffered, so [`Client::recv`] can
+    /// take it without reading the socket.
+    pub fn reply_ready(&self) -> bool {
+        let b = self.rd.buffer();
+        b.len() >= 4 && {
+            let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            b.len() - 4 >= n
+        }
+    }
+
     /// Waits for the next reply, skipping watch notifications and pings.
     pub async fn recv(&mut self, op: OpCode) -> Result<Reply> {
         loop {
