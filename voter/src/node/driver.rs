@@ -1100,6 +1100,8 @@ impl Driver {
         loop {
             let mut persisted = None;
             let mut commits: Vec<LogEntry> = Vec::new();
+            // Consecutive appends of this round go to the log in one write.
+            let mut appends: Vec<LogEntry> = Vec::new();
             let mut any = false;
             while let Some(o) = self.core.poll_output() {
                 any = true;
@@ -1117,6 +1119,11 @@ impl Driver {
                             }
                         }
                         for op in ops {
+                            if let PersistOp::Append(entries) = op {
+                                appends.extend(entries);
+                                continue;
+                            }
+                            self.write_appends(&mut appends);
                             if let Err(e) = disk::apply_op(&self.dirs, self.log.as_mut(), op) {
                                 self.disk_failed(&e);
                             }
@@ -1125,6 +1132,7 @@ impl Driver {
                     }
                     Output::Commit(e) => commits.push(e),
                     Output::InstallSnapshot(s) => {
+                        self.write_appends(&mut appends);
                         self.apply(std::mem::take(&mut commits));
                         self.install(&s);
                     }
@@ -1144,6 +1152,7 @@ impl Driver {
                     }
                 }
             }
+            self.write_appends(&mut appends);
             self.sync_members();
             self.flush_outbox();
             self.apply(commits);
@@ -1159,6 +1168,17 @@ impl Driver {
             if !any {
                 return;
             }
+        }
+    }
+
+    /// Writes the appends gathered so far (durable at the round's sync).
+    fn write_appends(&mut self, appends: &mut Vec<LogEntry>) {
+        if appends.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(appends);
+        if let Err(e) = disk::apply_op(&self.dirs, self.log.as_mut(), PersistOp::Append(entries)) {
+            self.disk_failed(&e);
         }
     }
 
