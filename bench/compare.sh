@@ -16,7 +16,8 @@
 #      `corral bench` workload against each with identical parameters,
 #      ALTERNATING servers after a discarded 3 s warm-up of each
 #      (round 1: corral then ZK, round 2: ZK then corral, ...). Each cell is the BEST of the R rounds by throughput (the noise on
-#      a shared machine only ever slows a run down); every raw run is kept in
+#      a shared machine only ever slows a run down), or, for the fixed-rate
+#      runs, by p99; every raw run is kept in
 #      DIR/runs.jsonl;
 #   5. on fresh servers and data dirs: RSS idle, then after loading N znodes of
 #      100 B (default 1M; --quick 100k); then kill -9 each server by PID and
@@ -41,9 +42,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-# label=workload:sessions:pipeline (empty = the common setting). set-serial is one
-# session, one write in flight: the latency of a single durable write.
-WORKLOADS=(get set set-serial=set:1:1 mix create-delete watch-fanout session-storm)
+# label=workload:sessions:pipeline:rate (empty = the common setting; rate 0 = as
+# fast as the pipeline allows). set-serial is one session, one write in flight:
+# the latency of a single durable write. The *-at-rate runs offer both servers
+# the same fixed load (well below either's capacity), so their latencies
+# compare at equal throughput.
+WORKLOADS=(get set set-serial=set:1:1 mix create-delete watch-fanout session-storm
+           get-at-rate=get:::30000 set-at-rate=set:::15000 mix-at-rate=mix:::20000)
 ZNODE_SIZE=100
 ZK_JAVA_OPTS=${ZK_JAVA_OPTS:--Xmx2g}
 
@@ -154,10 +159,10 @@ cat "$OUT/fsync.txt" >&2
 # 4. workloads, alternating
 bench() { # name port label round
   local j label=${3%%=*} spec w s p
-  spec=${3#*=}; [ "$spec" = "$3" ] && spec=$3::
-  IFS=: read -r w s p <<<"$spec"
+  spec=${3#*=}; [ "$spec" = "$3" ] && spec=$3:::
+  IFS=: read -r w s p rate <<<"$spec"
   j=$(timeout $((DURATION * 4 + 60)) "$BIN" bench --server "127.0.0.1:$2" --workload "$w" \
-        --sessions "${s:-$SESSIONS}" --pipeline "${p:-$PIPELINE}" --duration-secs "$DURATION" --size "$SIZE" \
+        --sessions "${s:-$SESSIONS}" --pipeline "${p:-$PIPELINE}" --rate "${rate:-0}" --duration-secs "$DURATION" --size "$SIZE" \
         --root "/bench-$label" --json 2>>"$OUT/bench.err" | tail -1) || j=""
   [ -n "$j" ] || j='{"ops_per_sec":0,"p50_ms":0,"p99_ms":0,"p999_ms":0,"errors":-1}'
   echo "{\"server\":\"$1\",\"label\":\"$label\",\"round\":$4,\"run\":$j}" >> "$OUT/runs.jsonl"
@@ -244,11 +249,16 @@ for line in open(f"{out}/runs.jsonl"):
     runs[(r["server"], r["label"])].append(r["run"])
 def best(s, w):
     rs = runs.get((s, w), [])
-    return max(rs, key=lambda r: r["ops_per_sec"]) if rs else None
+    if not rs: return None
+    if w.endswith("-at-rate"): # equal offered load: the best round is the one with the lower p99
+        return min(rs, key=lambda r: r["p99_ms"])
+    return max(rs, key=lambda r: r["ops_per_sec"])
 def ratio(a, b): return f"{a/b:.2f}" if b else "n/a"
 names = {"get": f"get {size} B", "set": f"set {size} B (durable)", "set-serial": "set, 1 session x 1 in flight",
          "mix": "mix 90% get / 10% set", "create-delete": "create+delete ephemeral-sequential",
-         "watch-fanout": f"watch fan-out to {sess} watchers (rounds/s)", "session-storm": "session storm (connects/s)"}
+         "watch-fanout": f"watch fan-out to {sess} watchers (rounds/s)", "session-storm": "session storm (connects/s)",
+         "get-at-rate": "get, both offered 30000/s", "set-at-rate": "set (durable), both offered 15000/s",
+         "mix-at-rate": "mix, both offered 20000/s"}
 print(f"### Workloads: {sess} sessions, pipeline {pipe}, {dur} s, {size} B values; best of {rounds} alternating rounds\n")
 print("| workload | corral ops/s | ZK ops/s | ratio | corral p50/p99/p99.9 ms | ZK p50/p99/p99.9 ms | p99 ratio |")
 print("|---|---:|---:|---:|---|---|---:|")
