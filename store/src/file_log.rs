@@ -211,6 +211,12 @@ impl FileTxnLog {
             (None, None) => true,
         };
         if need_new {
+            // The segment being left may hold appends of this round that the
+            // caller's `sync` (which only syncs the current segment) would
+            // miss: make them durable before moving on.
+            if let Some((old, _)) = &self.current {
+                old.sync_data()?;
+            }
             let seg = Segment {
                 first: first_zxid,
                 path: self.dir.join(segment_name(first_zxid)),
