@@ -105,10 +105,13 @@ pub(crate) fn meta_part(path: &str, node: &crate::node::Node) -> u64 {
         .finish()
 }
 
-pub(crate) fn session_part(id: i64, timeout_ms: i32, passwd: &[u8]) -> u64 {
-    Hasher64::new(D_SESSION)
-        .i64(id)
-        .i64(timeout_ms.into())
-        .bytes(passwd)
-        .finish()
+/// A session's part; an unbound session hashes as before tenants were
+/// recorded, a bound one also hashes its tenant's name.
+pub(crate) fn session_part(id: i64, timeout_ms: i32, passwd: &[u8], tenant: Option<&str>) -> u64 {
+    let mut h = Hasher64::new(D_SESSION);
+    h.i64(id).i64(timeout_ms.into()).bytes(passwd);
+    if let Some(t) = tenant {
+        h.bytes(t.as_bytes());
+    }
+    h.finish()
 }

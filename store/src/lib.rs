@@ -14,7 +14,9 @@
 //! - [`tree`]: the [`DataTree`] and its [`DataTree::apply`], which follows
 //!   ZooKeeper 3.8's `DataTree.processTxn` and reports [`Outcome`]s and watch
 //!   [`Trigger`]s. It keeps an incremental digest so replicas can compare state
-//!   at a zxid in O(1).
+//!   at a zxid in O(1), and the session table, where [`Txn::BindSession`]
+//!   records a session's tenant once, with live sessions counted per tenant
+//!   (the tenants' cluster-wide `max_sessions`).
 //! - [`disk`]: the narrow durable [`TxnLog`] trait, with sled ([`SledTxnLog`])
 //!   and an in-memory fault-injecting implementation ([`MemTxnLog`]).
 //! - [`file_log`]: [`FileTxnLog`], segmented append-only files with one

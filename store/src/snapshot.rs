@@ -11,7 +11,9 @@
 //! 0 u32      : end of chunks
 //! node count u64 | session count u64 | crc32 u32 of every byte before it
 //! ```
-//! Records: `1` session (id i64, timeout i32, passwd), `4` an ephemeral
+//! Records: `1` session (id i64, timeout i32, passwd), `6` a bound
+//! session's tenant, after that session's record (id i64, tenant name;
+//! files from before tenants were recorded have none and read as they are), `4` an ephemeral
 //! owned at the start (session i64, path), `5` the `/zookeeper/config` data
 //! at the start (buffer; only after a reconfig), `2` ACL list
 //! definition (id i32, acl vector), `3` node (path, data, acl id, czxid,
@@ -57,6 +59,7 @@ const REC_ACL: i32 = 2;
 const REC_NODE: i32 = 3;
 const REC_START_EPHEMERAL: i32 = 4;
 const REC_START_CONFIG: i32 = 5;
+const REC_SESSION_TENANT: i32 = 6;
 
 const PREFIX: &str = "snapshot.";
 
@@ -262,6 +265,11 @@ pub fn write_fuzzy_snapshot_interleaved(
             body.write_i64(*id);
             body.write_i32(s.timeout_ms);
             body.write_buffer(&s.passwd);
+            if let Some(tenant) = &s.tenant {
+                body.write_i32(REC_SESSION_TENANT);
+                body.write_i64(*id);
+                body.write_string(tenant);
+            }
         }
         for (session, paths) in t.all_ephemerals() {
             for path in paths {
@@ -503,7 +511,7 @@ fn chunk_digest_parts(
                 r.take(12).ok()?;
                 r.opt_bytes().ok()?;
             }
-            REC_START_EPHEMERAL => {
+            REC_START_EPHEMERAL | REC_SESSION_TENANT => {
                 r.take(8).ok()?;
                 r.opt_bytes().ok()?;
             }
@@ -601,7 +609,21 @@ fn read_record(
             let id = r.i64()?;
             let timeout_ms = r.i32()?;
             let passwd = r.opt_bytes()?.unwrap_or_default().to_vec();
-            loader.session(id, SessionEntry { timeout_ms, passwd });
+            loader.session(
+                id,
+                SessionEntry {
+                    timeout_ms,
+                    passwd,
+                    tenant: None,
+                },
+            );
+        }
+        REC_SESSION_TENANT => {
+            let id = r.i64()?;
+            let tenant = r.str()?.to_string();
+            loader
+                .session_tenant(id, tenant)
+                .map_err(|d| StoreError::corrupt("snapshot", d))?;
         }
         REC_START_EPHEMERAL => {
             let session = r.i64()?;
@@ -738,11 +760,21 @@ mod tests {
     /// (path, data, owner) in the order given, with stats made up from the
     /// path and data.
     fn raw_snapshot(dir: &Path, nodes: &[(&str, &[u8], i64)]) -> PathBuf {
+        raw_snapshot_with(dir, |_| {}, nodes)
+    }
+
+    /// [`raw_snapshot`] with `extra` records written after the session's.
+    fn raw_snapshot_with(
+        dir: &Path,
+        extra: impl FnOnce(&mut Writer),
+        nodes: &[(&str, &[u8], i64)],
+    ) -> PathBuf {
         let mut body = Writer::new();
         body.write_i32(REC_SESSION);
         body.write_i64(7);
         body.write_i32(3000);
         body.write_buffer(b"pw");
+        extra(&mut body);
         body.write_i32(REC_ACL);
         body.write_i32(0);
         write_acls(&mut body, &Acl::open_unsafe());
@@ -777,6 +809,44 @@ mod tests {
         let path = dir.join(format!("snap-{n}"));
         fs::write(&path, bytes).unwrap();
         path
+    }
+
+    fn tenant_record(id: i64, tenant: &str) -> impl FnOnce(&mut Writer) + '_ {
+        move |w| {
+            w.write_i32(REC_SESSION_TENANT);
+            w.write_i64(id);
+            w.write_string(tenant);
+        }
+    }
+
+    #[test]
+    fn session_tenants_load_and_files_without_them_still_do() {
+        // Goal: a session's tenant record loads into the table, the counts and the digest; a file from before tenants were recorded loads unbound; a tenant for an unknown session, or a second one, is corruption.
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: [(&str, &[u8], i64); 1] = [("/a", b"1", 0)];
+        let (_, old) = load_snapshot(&raw_snapshot(dir.path(), &nodes)).unwrap();
+        assert_eq!(old.sessions()[&7].tenant, None);
+        assert!(old.tenant_session_counts().is_empty());
+        let file = raw_snapshot_with(dir.path(), tenant_record(7, "team"), &nodes);
+        let (_, t) = load_snapshot(&file).unwrap();
+        assert_eq!(t.session_tenant(7), Some("team"));
+        assert_eq!(t.tenant_session_count("team"), 1);
+        assert_eq!(t.tenant_session_counts(), &t.count_tenant_sessions());
+        assert_eq!(t.digest(), t.recompute_digest());
+        assert_ne!(t.digest(), old.digest());
+        let unknown = raw_snapshot_with(dir.path(), tenant_record(8, "team"), &nodes);
+        let e = load_snapshot(&unknown).unwrap_err().to_string();
+        assert!(e.contains("unknown session"), "{e}");
+        let twice = raw_snapshot_with(
+            dir.path(),
+            |w| {
+                tenant_record(7, "team")(w);
+                tenant_record(7, "other")(w);
+            },
+            &nodes,
+        );
+        let e = load_snapshot(&twice).unwrap_err().to_string();
+        assert!(e.contains("second tenant"), "{e}");
     }
 
     fn view(t: &DataTree) -> Vec<(String, corral_proto::Stat, Vec<u8>)> {

@@ -43,6 +43,15 @@ const ROOT: u32 = 0;
 pub struct SessionEntry {
     pub timeout_ms: i32,
     pub passwd: Vec<u8>,
+    /// The tenant the session is bound to ([`Txn::BindSession`]); once set,
+    /// it never changes while the session lives.
+    pub tenant: Option<String>,
+}
+
+impl SessionEntry {
+    fn digest_part(&self, id: i64) -> u64 {
+        digest::session_part(id, self.timeout_ms, &self.passwd, self.tenant.as_deref())
+    }
 }
 
 /// What a watch on a path should hear about. `Deleted` fires both data and
@@ -76,6 +85,8 @@ pub enum Outcome {
     },
     Checked,
     SessionCreated,
+    /// `BindSession` recorded the session's tenant (or found it already there).
+    SessionBound,
     SessionClosed {
         deleted: Vec<String>,
     },
@@ -172,6 +183,9 @@ pub struct DataTree {
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     sessions: BTreeMap<i64, SessionEntry>,
+    /// Live sessions bound to each tenant (derived from `sessions`; a tenant
+    /// with none is absent).
+    tenant_sessions: BTreeMap<String, u64>,
     /// Replay-only ownership overrides: path -> the session that owns it per
     /// the log, where the node loaded from a fuzzy snapshot is missing or is a
     /// later incarnation with another owner. A replayed `CloseSession` must
@@ -255,6 +269,7 @@ impl DataTree {
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             sessions: BTreeMap::new(),
+            tenant_sessions: BTreeMap::new(),
             ghosts: BTreeMap::new(),
             node_count: 1,
             data_size: 0,
@@ -361,6 +376,32 @@ impl DataTree {
         &self.sessions
     }
 
+    /// The tenant `session_id` is bound to, if it is live and bound.
+    pub fn session_tenant(&self, session_id: i64) -> Option<&str> {
+        self.sessions.get(&session_id)?.tenant.as_deref()
+    }
+
+    /// Live sessions bound to `tenant`: maintained by every apply and load,
+    /// always equal to [`count_tenant_sessions`](Self::count_tenant_sessions).
+    pub fn tenant_session_count(&self, tenant: &str) -> u64 {
+        self.tenant_sessions.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// The maintained per-tenant session counts (tenants with none absent).
+    pub fn tenant_session_counts(&self) -> &BTreeMap<String, u64> {
+        &self.tenant_sessions
+    }
+
+    /// Counts the bound sessions per tenant by walking the session table:
+    /// the recount the maintained counts must always equal.
+    pub fn count_tenant_sessions(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for t in self.sessions.values().filter_map(|s| s.tenant.as_ref()) {
+            *counts.entry(t.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Number of znodes including `/`. ZooKeeper's `zk_znode_count` (mntr) is
     /// one more: its map holds the root under both "" and "/".
     pub fn node_count(&self) -> usize {
@@ -388,7 +429,7 @@ impl DataTree {
         let mut d = 0u64;
         self.for_each_node(|path, n| d = d.wrapping_add(Self::node_digest(path, n)));
         for (id, s) in &self.sessions {
-            d = d.wrapping_add(digest::session_part(*id, s.timeout_ms, &s.passwd));
+            d = d.wrapping_add(s.digest_part(*id));
         }
         d
     }
@@ -739,10 +780,12 @@ impl DataTree {
                     SessionEntry {
                         timeout_ms: *timeout_ms,
                         passwd: passwd.clone(),
+                        tenant: None,
                     },
                 );
                 Outcome::SessionCreated
             }
+            Txn::BindSession { tenant } => self.bind_session(hdr.session_id, tenant),
             Txn::CloseSession => {
                 let mut deleted = Vec::new();
                 let mut paths = self.ephemerals(hdr.session_id);
@@ -989,18 +1032,59 @@ impl DataTree {
     }
 
     fn put_session(&mut self, id: i64, entry: SessionEntry) {
-        let part = digest::session_part(id, entry.timeout_ms, &entry.passwd);
-        self.digest = self.digest.wrapping_add(part);
+        self.digest = self.digest.wrapping_add(entry.digest_part(id));
+        self.count_tenant_session(entry.tenant.as_deref(), true);
         if let Some(old) = self.sessions.insert(id, entry) {
-            let part = digest::session_part(id, old.timeout_ms, &old.passwd);
-            self.digest = self.digest.wrapping_sub(part);
+            self.forget_session(id, &old);
         }
     }
 
     fn remove_session(&mut self, id: i64) {
         if let Some(old) = self.sessions.remove(&id) {
-            let part = digest::session_part(id, old.timeout_ms, &old.passwd);
-            self.digest = self.digest.wrapping_sub(part);
+            self.forget_session(id, &old);
+        }
+    }
+
+    /// Takes a session that left the table out of the digest and counts.
+    fn forget_session(&mut self, id: i64, old: &SessionEntry) {
+        self.digest = self.digest.wrapping_sub(old.digest_part(id));
+        self.count_tenant_session(old.tenant.as_deref(), false);
+    }
+
+    fn count_tenant_session(&mut self, tenant: Option<&str>, add: bool) {
+        let Some(t) = tenant else {
+            return;
+        };
+        if add {
+            *self.tenant_sessions.entry(t.to_string()).or_insert(0) += 1;
+            return;
+        }
+        let n = self
+            .tenant_sessions
+            .get_mut(t)
+            .expect("tenant sessions: count below 0");
+        *n -= 1;
+        if *n == 0 {
+            self.tenant_sessions.remove(t);
+        }
+    }
+
+    /// Records `id`'s tenant. A missing session is `SessionExpired` and a
+    /// session bound to another tenant `AuthFailed`, changing nothing (prep
+    /// refuses both first; apply must still decide the same on every replica).
+    fn bind_session(&mut self, id: i64, tenant: &str) -> Outcome {
+        let Some(entry) = self.sessions.get(&id) else {
+            return err(ErrorCode::SessionExpired);
+        };
+        match entry.tenant.as_deref() {
+            Some(t) if t == tenant => Outcome::SessionBound,
+            Some(_) => err(ErrorCode::AuthFailed),
+            None => {
+                let mut bound = entry.clone();
+                bound.tenant = Some(tenant.to_string());
+                self.put_session(id, bound);
+                Outcome::SessionBound
+            }
         }
     }
 
@@ -1188,6 +1272,7 @@ impl DataTree {
             .into_iter()
             .filter(|(path, sid)| self.get(path).is_none_or(|n| n.raw_owner() != *sid))
             .collect();
+        self.tenant_sessions = self.count_tenant_sessions();
         self.last_zxid = last_zxid;
     }
 
@@ -1288,6 +1373,20 @@ impl Loader {
         self.tree.sessions.insert(id, entry);
     }
 
+    /// Records the tenant of a session already loaded.
+    pub(crate) fn session_tenant(&mut self, id: i64, tenant: String) -> Result<(), String> {
+        let entry = self
+            .tree
+            .sessions
+            .get_mut(&id)
+            .ok_or_else(|| format!("tenant of unknown session {id:#x}"))?;
+        if entry.tenant.is_some() {
+            return Err(format!("second tenant for session {id:#x}"));
+        }
+        entry.tenant = Some(tenant);
+        Ok(())
+    }
+
     /// Records that `session` owned the ephemeral `path` when the snapshot
     /// started; `finish` keeps it as a ghost unless the loaded node is
     /// still that session's.
@@ -1385,7 +1484,7 @@ impl Loader {
             d = d.wrapping_add(DataTree::node_data_acl_digest("/", root));
         }
         for (id, s) in &t.sessions {
-            d = d.wrapping_add(digest::session_part(*id, s.timeout_ms, &s.passwd));
+            d = d.wrapping_add(s.digest_part(*id));
         }
         t.data_size = self.size + size_term("/", root.data_len());
         t.digest = d;

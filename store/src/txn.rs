@@ -7,7 +7,10 @@
 //!
 //! Encoding (jute primitives, big-endian): a format byte (`1`), the header
 //! (`session_id` i64, `cxid` i32, `zxid` i64, `time_ms` i64), then the txn as an
-//! i32 tag (ZooKeeper's opcode numbers) followed by its fields.
+//! i32 tag (ZooKeeper's opcode numbers, and corral's own below -100 for txns
+//! ZooKeeper has no counterpart of) followed by its fields. A new txn kind
+//! takes a new tag, so older logs stay readable as they are; a binary that
+//! does not know a tag refuses the entry with a clear error.
 
 use corral_proto::{read_acls, write_acls, Acl, DecodeError, Reader, Writer};
 
@@ -25,6 +28,8 @@ const TAG_SET_ACL: i32 = 7;
 const TAG_CHECK: i32 = 13;
 const TAG_MULTI: i32 = 14;
 const TAG_RECONFIG: i32 = 16;
+/// corral's own: no ZooKeeper opcode is below -100.
+const TAG_BIND_SESSION: i32 = -101;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxnHeader {
@@ -39,6 +44,11 @@ pub enum Txn {
     CreateSession {
         timeout_ms: i32,
         passwd: Vec<u8>,
+    },
+    /// Binds `header.session_id` to `tenant` in the session table (see
+    /// [`crate::tree::SessionEntry::tenant`]). Never inside `Multi`.
+    BindSession {
+        tenant: String,
     },
     /// Closes `header.session_id`: deletes its ephemerals in sorted order and
     /// removes it from the session table.
@@ -156,6 +166,10 @@ impl Txn {
                 w.write_buffer(passwd);
             }
             Txn::CloseSession => w.write_i32(TAG_CLOSE_SESSION),
+            Txn::BindSession { tenant } => {
+                w.write_i32(TAG_BIND_SESSION);
+                w.write_string(tenant);
+            }
             Txn::Create {
                 path,
                 data,
@@ -218,6 +232,9 @@ impl Txn {
                 passwd: r.read_buffer()?,
             },
             TAG_CLOSE_SESSION => Txn::CloseSession,
+            TAG_BIND_SESSION if top_level => Txn::BindSession {
+                tenant: r.read_string()?,
+            },
             TAG_CREATE => Txn::Create {
                 path: r.read_string()?,
                 data: r.read_opt_buffer()?,

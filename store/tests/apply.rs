@@ -206,6 +206,59 @@ fn ephemerals_are_tracked_and_close_session_deletes_them_in_order() {
 }
 
 #[test]
+fn bind_session_records_the_tenant_once_and_close_frees_it() {
+    // Goal: BindSession sets the session's tenant and count; a rebind to the same tenant changes nothing, to another is AuthFailed, of a missing session SessionExpired; close frees the count.
+    let mut d = Driver::new();
+    let (s, t) = (0x1234, 0x5678);
+    for id in [s, t] {
+        d.apply(
+            id,
+            Txn::CreateSession {
+                timeout_ms: 4000,
+                passwd: vec![1; 16],
+            },
+        );
+    }
+    let bind = |tenant: &str| Txn::BindSession {
+        tenant: tenant.into(),
+    };
+    let unbound = d.tree.digest();
+    assert_eq!(d.apply(s, bind("a")).outcome, Outcome::SessionBound);
+    assert_ne!(
+        d.tree.digest(),
+        unbound,
+        "the binding is part of the digest"
+    );
+    assert_eq!(d.tree.session_tenant(s), Some("a"));
+    assert_eq!(d.tree.sessions()[&s].tenant.as_deref(), Some("a"));
+    assert_eq!(d.tree.tenant_session_count("a"), 1);
+    let bound = d.tree.digest();
+    assert_eq!(d.apply(s, bind("a")).outcome, Outcome::SessionBound);
+    assert_eq!(d.tree.digest(), bound);
+    assert_eq!(d.tree.tenant_session_count("a"), 1);
+    assert_eq!(
+        d.apply(s, bind("b")).outcome,
+        Outcome::Error(ErrorCode::AuthFailed.code())
+    );
+    assert_eq!(d.tree.session_tenant(s), Some("a"));
+    assert_eq!(d.tree.tenant_session_count("b"), 0);
+    assert_eq!(d.tree.digest(), bound);
+    assert_eq!(
+        d.apply(0x9999, bind("a")).outcome,
+        Outcome::Error(ErrorCode::SessionExpired.code())
+    );
+    assert_eq!(d.apply(t, bind("a")).outcome, Outcome::SessionBound);
+    assert_eq!(d.tree.tenant_session_count("a"), 2);
+    d.apply(s, Txn::CloseSession);
+    assert_eq!(d.tree.tenant_session_count("a"), 1);
+    assert_eq!(d.tree.session_tenant(s), None);
+    d.apply(t, Txn::CloseSession);
+    assert_eq!(d.tree.tenant_session_count("a"), 0);
+    assert!(d.tree.tenant_session_counts().is_empty());
+    assert_eq!(d.tree.digest(), d.tree.recompute_digest());
+}
+
+#[test]
 fn containers_show_owner_zero_and_become_candidates_after_losing_children() {
     // Goal: container encoding is hidden from clients; ContainerManager's cversion>0 rule.
     let mut d = Driver::new();

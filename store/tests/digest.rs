@@ -97,4 +97,15 @@ proptest! {
         }
         prop_assert_eq!(d.tree.digest(), twin.digest());
     }
+
+    #[test]
+    fn tenant_session_counts_equal_a_recount(ops in proptest::collection::vec(op_strategy(), 1..80)) {
+        // Goal: the per-tenant session counts, kept by every apply (bind, close, refused binds), equal a recount of the session table.
+        let mut d = Driver::new();
+        for op in &ops {
+            let (session, txn) = prep(&d.tree, op);
+            d.apply(session, txn);
+            prop_assert_eq!(d.tree.tenant_session_counts(), &d.tree.count_tenant_sessions());
+        }
+    }
 }

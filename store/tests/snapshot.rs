@@ -31,7 +31,7 @@ impl Rng {
         let r = self.next();
         let pick = self.next() as usize;
         let small = (r >> 8) as u8;
-        match r % 16 {
+        match r % 18 {
             0..=5 => Op::Create {
                 parent: pick,
                 name: small % 6,
@@ -50,6 +50,10 @@ impl Rng {
             },
             13 => Op::OpenSession { id: small % 3 },
             14 => Op::CloseSession { id: small % 3 },
+            16 | 17 => Op::BindSession {
+                id: small % 3,
+                tenant: small % 2,
+            },
             _ => Op::Multi {
                 pick,
                 name: small % 6,
@@ -129,6 +133,21 @@ fn snapshot_round_trip_preserves_everything() {
             version: 1,
         },
     );
+    // One more bound session, whatever the random workload left.
+    let bound = session_id(9);
+    t.apply(
+        &hdr(bound, z + 2, 1),
+        &Txn::CreateSession {
+            timeout_ms: 5000,
+            passwd: vec![9; 16],
+        },
+    );
+    t.apply(
+        &hdr(bound, z + 3, 1),
+        &Txn::BindSession {
+            tenant: "t9".into(),
+        },
+    );
     let lock = RwLock::new(t);
     let (zxid, file) = write_fuzzy_snapshot(&lock, dir.path()).unwrap();
     let t = lock.into_inner().unwrap();
@@ -144,6 +163,12 @@ fn snapshot_round_trip_preserves_everything() {
     assert_eq!(loaded.digest(), loaded.recompute_digest());
     assert_eq!(loaded.last_zxid(), t.last_zxid());
     assert_eq!(loaded.sessions(), t.sessions());
+    assert_eq!(loaded.session_tenant(bound), Some("t9"));
+    assert_eq!(loaded.tenant_session_counts(), t.tenant_session_counts());
+    assert_eq!(
+        loaded.tenant_session_counts(),
+        &loaded.count_tenant_sessions()
+    );
     assert_eq!(loaded.all_ephemerals(), t.all_ephemerals());
     assert_eq!(loaded.container_candidates(), t.container_candidates());
     assert_eq!(loaded.ttl_candidates(i64::MAX), t.ttl_candidates(i64::MAX));
@@ -279,6 +304,8 @@ fn fuzzy_snapshot_during_writes_plus_replay_equals_live_tree() {
         assert_eq!(dump(&t), dump(&live), "snapshot {s:#x}");
         assert_eq!(t.digest(), live.digest());
         assert_eq!(t.sessions(), live.sessions());
+        assert_eq!(t.tenant_session_counts(), live.tenant_session_counts());
+        assert_eq!(t.tenant_session_counts(), &t.count_tenant_sessions());
         assert_eq!(t.all_ephemerals(), live.all_ephemerals());
     }
     eprintln!("{during} txns applied during snapshots; replay absorbed {absorbed} already in them");

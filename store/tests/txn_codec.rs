@@ -27,6 +27,9 @@ fn every_variant() -> Vec<Txn> {
             passwd: vec![9; 16],
         },
         Txn::CloseSession,
+        Txn::BindSession {
+            tenant: "team-a".into(),
+        },
         Txn::Create {
             path: "/a/b-0000000001".into(),
             data: Some(b"data".to_vec()),
@@ -80,9 +83,9 @@ fn every_txn_variant_round_trips() {
     }
 }
 
-#[test]
-fn golden_vector_pins_the_format() {
-    // Goal: the on-disk format does not drift silently.
+/// Checks that `txn` under a fixed header encodes to the header's bytes
+/// followed by `body`, and decodes back.
+fn assert_golden(txn: Txn, body: &[u8]) {
     let e = LogEntry {
         hdr: TxnHeader {
             session_id: 1,
@@ -90,19 +93,44 @@ fn golden_vector_pins_the_format() {
             zxid: 0x1_0000_0003,
             time_ms: 4,
         },
-        txn: Txn::Delete { path: "/a".into() },
+        txn,
     };
-    let want: Vec<u8> = vec![
+    let mut want: Vec<u8> = vec![
         1, // format
         0, 0, 0, 0, 0, 0, 0, 1, // session
         0, 0, 0, 2, // cxid
         0, 0, 0, 1, 0, 0, 0, 3, // zxid
         0, 0, 0, 0, 0, 0, 0, 4, // time
-        0, 0, 0, 2, // tag: delete
-        0, 0, 0, 2, b'/', b'a',
     ];
+    want.extend_from_slice(body);
     assert_eq!(e.encode(), want);
     assert_eq!(LogEntry::decode(&want).unwrap(), e);
+}
+
+#[test]
+fn golden_vector_pins_the_format() {
+    // Goal: the on-disk format does not drift silently.
+    assert_golden(
+        Txn::Delete { path: "/a".into() },
+        &[
+            0, 0, 0, 2, // tag: delete
+            0, 0, 0, 2, b'/', b'a',
+        ],
+    );
+}
+
+#[test]
+fn golden_vector_pins_the_bind_session_format() {
+    // Goal: BindSession is corral's tag -101 plus the tenant name, and is refused inside a multi.
+    assert_golden(
+        Txn::BindSession { tenant: "t".into() },
+        &[
+            0xff, 0xff, 0xff, 0x9b, // tag: bind session (-101)
+            0, 0, 0, 1, b't',
+        ],
+    );
+    let in_multi = entry(Txn::Multi(vec![Txn::BindSession { tenant: "t".into() }]));
+    assert!(LogEntry::decode(&in_multi.encode()).is_err());
 }
 
 #[test]

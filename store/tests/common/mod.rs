@@ -93,6 +93,12 @@ pub enum Op {
     CloseSession {
         id: u8,
     },
+    /// Binds a session to tenant `t<tenant>`, whatever its state: apply
+    /// refuses a missing or otherwise-bound session.
+    BindSession {
+        id: u8,
+        tenant: u8,
+    },
     Multi {
         pick: usize,
         name: u8,
@@ -111,6 +117,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, read_only)| Op::SetAcl { pick, read_only }),
         1 => (0u8..3).prop_map(|id| Op::OpenSession { id }),
         1 => (0u8..3).prop_map(|id| Op::CloseSession { id }),
+        1 => (0u8..3, 0u8..2).prop_map(|(id, tenant)| Op::BindSession { id, tenant }),
         1 => (any::<usize>(), 0u8..6, any::<bool>()).prop_map(|(pick, name, fail)| Op::Multi { pick, name, fail }),
         1 => Just(Op::Error),
     ]
@@ -206,6 +213,12 @@ pub fn prep(tree: &DataTree, op: &Op) -> (i64, Txn) {
             },
         ),
         Op::CloseSession { id } => (session_id(*id), Txn::CloseSession),
+        Op::BindSession { id, tenant } => (
+            session_id(*id),
+            Txn::BindSession {
+                tenant: format!("t{tenant}"),
+            },
+        ),
         Op::Multi {
             pick: i,
             name,
