@@ -34,6 +34,30 @@ pub enum WriteOp {
     CreateSession { timeout_ms: i32, passwd: Vec<u8> },
 }
 
+impl WriteOp {
+    /// The reply shape its waiter expects: the connection itself answers
+    /// the client for the internal writes.
+    pub fn shape(&self) -> ReplyShape {
+        match self {
+            WriteOp::Client(req) => shape_of(req),
+            WriteOp::CreateSession { .. } => ReplyShape::Session,
+        }
+    }
+}
+
+impl Prep<'_> {
+    /// Preps a write of any kind. Never fails: errors become `Txn::Error`.
+    pub fn write(&mut self, op: &WriteOp) -> Txn {
+        match op {
+            WriteOp::Client(req) => self.request(req.opcode(), req),
+            WriteOp::CreateSession { timeout_ms, passwd } => Txn::CreateSession {
+                timeout_ms: *timeout_ms,
+                passwd: passwd.clone(),
+            },
+        }
+    }
+}
+
 /// Where connections submit writes. The standalone commit path implements it
 /// here; voters (`corral-voter`) and observers implement it too.
 pub trait Replicator: Send + Sync + 'static {
@@ -209,16 +233,7 @@ impl CommitLoop {
                     zxid,
                     time_ms,
                 };
-                let (txn, shape) = match &w.op {
-                    WriteOp::Client(req) => (prep.request(req.opcode(), req), shape_of(req)),
-                    WriteOp::CreateSession { timeout_ms, passwd } => (
-                        Txn::CreateSession {
-                            timeout_ms: *timeout_ms,
-                            passwd: passwd.clone(),
-                        },
-                        ReplyShape::Session,
-                    ),
-                };
+                let (txn, shape) = (prep.write(&w.op), w.op.shape());
                 entries.push(LogEntry {
                     hdr: TxnHeader {
                         session_id: w.session_id,

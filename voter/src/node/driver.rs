@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use corral_auth::Principal;
 use corral_proto::{ErrorCode, Request};
-use corral_server::apply::{apply_batch, Completion, ReplyShape};
-use corral_server::commit::{shape_of, WriteOp, WriteRequest};
+use corral_server::apply::{apply_batch, Completion};
+use corral_server::commit::{WriteOp, WriteRequest};
 use corral_server::prep::{Pending, Prep, PrepOptions};
 use corral_server::state::{wall_ms, ModeInfo, Shared};
 use corral_store::{LogEntry, Txn, TxnLog};
@@ -647,10 +647,7 @@ impl Driver {
             return;
         };
         if leader == self.id {
-            let shape = match &w.op {
-                WriteOp::Client(req) => shape_of(req),
-                WriteOp::CreateSession { .. } => ReplyShape::Session,
-            };
+            let shape = w.op.shape();
             let waiter = w.reply.map(|reply| Completion {
                 xid: w.xid,
                 shape,
@@ -754,27 +751,22 @@ impl Driver {
             let Ok(tree) = shared.tree.read() else {
                 return Ok(());
             };
-            match &op {
-                WriteOp::CreateSession { timeout_ms, passwd } => Txn::CreateSession {
-                    timeout_ms: *timeout_ms,
-                    passwd: passwd.clone(),
-                },
-                WriteOp::Client(req) => {
-                    let checked = self.session_check(origin, session_id, req);
-                    let mut prep = Prep {
-                        tree: &tree,
-                        pending: &mut self.pending,
-                        opts: &self.prep_opts,
-                        session_id,
-                        principals: &principals,
-                        zxid: zxid.0,
-                        time_ms,
-                    };
-                    match checked {
-                        Some(code) => Txn::Error(code.code()),
-                        None => prep.request(req.opcode(), req),
-                    }
-                }
+            let checked = match &op {
+                WriteOp::CreateSession { .. } => None,
+                WriteOp::Client(req) => self.session_check(origin, session_id, req),
+            };
+            let mut prep = Prep {
+                tree: &tree,
+                pending: &mut self.pending,
+                opts: &self.prep_opts,
+                session_id,
+                principals: &principals,
+                zxid: zxid.0,
+                time_ms,
+            };
+            match checked {
+                Some(code) => Txn::Error(code.code()),
+                None => prep.write(&op),
             }
         };
         let creates_session = matches!(op, WriteOp::CreateSession { .. });

@@ -9,7 +9,7 @@
 
 use corral_proto::{DecodeError, Id, Reader, Record, Request, Writer};
 use corral_server::apply::ReplyShape;
-use corral_server::commit::{shape_of, WriteOp};
+use corral_server::commit::WriteOp;
 use corral_store::LogEntry;
 
 use crate::core::Message;
@@ -43,16 +43,14 @@ impl ForwardOp {
     /// A client's write as it is forwarded, and the reply shape its client
     /// waits for.
     pub fn from_write(op: WriteOp) -> (ForwardOp, ReplyShape) {
-        match op {
-            WriteOp::Client(req) => {
-                let shape = shape_of(&req);
-                (ForwardOp::Client(req), shape)
+        let shape = op.shape();
+        let op = match op {
+            WriteOp::Client(req) => ForwardOp::Client(req),
+            WriteOp::CreateSession { timeout_ms, passwd } => {
+                ForwardOp::CreateSession { timeout_ms, passwd }
             }
-            WriteOp::CreateSession { timeout_ms, passwd } => (
-                ForwardOp::CreateSession { timeout_ms, passwd },
-                ReplyShape::Session,
-            ),
-        }
+        };
+        (op, shape)
     }
 
     /// The write the leader preps for it.
