@@ -98,6 +98,12 @@ pub fn apply_entry(
     done: Option<Completion>,
 ) {
     let doomed = acls_of_deleted(tree, entry);
+    let closing_tenant = match entry.txn {
+        Txn::CloseSession => tree
+            .session_tenant(entry.hdr.session_id)
+            .map(str::to_string),
+        _ => None,
+    };
     let applied: Applied = tree.apply(&entry.hdr, &entry.txn);
     if let Txn::Reconfig { data } = &entry.txn {
         crate::reconfig::applied(shared, data, entry.hdr.zxid);
@@ -108,7 +114,7 @@ pub fn apply_entry(
     }
     fire_watches(shared, tree, &applied.triggers, &doomed);
     if let Outcome::SessionClosed { deleted } = &applied.outcome {
-        audit_session_end(shared, entry, deleted, done.is_some());
+        audit_session_end(shared, entry, deleted, closing_tenant, done.is_some());
         on_session_closed(shared, entry.hdr.session_id);
     }
     if let Some(c) = done {
@@ -141,7 +147,6 @@ fn on_session_closed(shared: &Shared, session_id: i64) {
     if let Ok(mut t) = shared.tracker.lock() {
         t.remove(session_id);
     }
-    shared.tenancy.session_closed(session_id);
 }
 
 /// A record (or the registry root itself) changed: the directory must follow.
@@ -151,8 +156,15 @@ fn touches_registry(path: &str) -> bool {
 
 /// Audits a session's end once in the ensemble: a client's close on the node
 /// holding its connection (`client_close`), an expiry on the leader that
-/// decided it; with one record per ephemeral the close deleted.
-fn audit_session_end(shared: &Shared, entry: &LogEntry, deleted: &[String], client_close: bool) {
+/// decided it; with one record per ephemeral the close deleted. `tenant` is
+/// the session's, as the table had it before the close.
+fn audit_session_end(
+    shared: &Shared,
+    entry: &LogEntry,
+    deleted: &[String],
+    tenant: Option<String>,
+    client_close: bool,
+) {
     use crate::tenancy::audit;
     use corral_tenant::{AuditOp, AuditResult};
     let session_id = entry.hdr.session_id;
@@ -163,7 +175,6 @@ fn audit_session_end(shared: &Shared, entry: &LogEntry, deleted: &[String], clie
     let conn = shared
         .conn_of_session(session_id)
         .and_then(|c| shared.conn(c));
-    let tenant = shared.tenancy.session_tenant(session_id);
     let record = |op| {
         let mut r = match &conn {
             Some(c) => audit::for_conn(shared, c, op, AuditResult::Success),

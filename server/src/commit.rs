@@ -31,7 +31,15 @@ pub struct WriteRequest {
 
 pub enum WriteOp {
     Client(Request),
-    CreateSession { timeout_ms: i32, passwd: Vec<u8> },
+    CreateSession {
+        timeout_ms: i32,
+        passwd: Vec<u8>,
+    },
+    /// Records the session's tenant in the replicated session table (see
+    /// [`crate::tenancy::bind`]); prep decides it ([`Prep::bind_session`]).
+    BindSession {
+        tenant: String,
+    },
 }
 
 impl WriteOp {
@@ -40,7 +48,7 @@ impl WriteOp {
     pub fn shape(&self) -> ReplyShape {
         match self {
             WriteOp::Client(req) => shape_of(req),
-            WriteOp::CreateSession { .. } => ReplyShape::Session,
+            WriteOp::CreateSession { .. } | WriteOp::BindSession { .. } => ReplyShape::Session,
         }
     }
 }
@@ -54,6 +62,7 @@ impl Prep<'_> {
                 timeout_ms: *timeout_ms,
                 passwd: passwd.clone(),
             },
+            WriteOp::BindSession { tenant } => self.bind_session(tenant),
         }
     }
 }

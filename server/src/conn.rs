@@ -242,7 +242,7 @@ pub async fn serve_with_identity<S>(
         }
     };
     let cert = cert.as_ref().map(bind::cert_identity);
-    if let Err(r) = bind::at_connect(&shared, &handle, cert.as_ref()) {
+    if let Err(r) = bind::at_connect(&shared, &repl, &handle, cert.as_ref()).await {
         bind::refused(&shared, &handle, &r);
         if req.session_id == 0 && !read_only {
             // The session was made for this connection only: close it now
@@ -478,7 +478,7 @@ fn read_only_session(
 }
 
 /// Submits a write, waiting (without blocking the runtime) while the queue is full.
-async fn submit(repl: &Arc<dyn Replicator>, mut w: WriteRequest) {
+pub(crate) async fn submit(repl: &Arc<dyn Replicator>, mut w: WriteRequest) {
     loop {
         match repl.submit(w) {
             Ok(()) => return,
@@ -596,14 +596,14 @@ async fn to_item(
     // What needs no scope: keepalive, identity, and leaving.
     match req {
         Request::Ping => return Some(Item::Frame(ping_frame(shared.last_zxid()))),
-        Request::Auth(a) => return Some(auth_item(shared, handle, xid, &a).await),
+        Request::Auth(a) => return Some(auth_item(shared, repl, handle, xid, &a).await),
         Request::Sasl(_) => return Some(err(ErrorCode::Unimplemented)),
         _ => {}
     }
     let scope = if matches!(req, Request::CloseSession) {
         handle.scope()
     } else {
-        match bind::before_request(shared, handle) {
+        match bind::before_request(shared, repl, handle).await {
             Ok(s) => s,
             Err(r) => {
                 bind::refused(shared, handle, &r);
@@ -722,6 +722,7 @@ fn throttled(shared: &Shared, handle: &ConnHandle) {
 /// closed.
 async fn auth_item(
     shared: &Arc<Shared>,
+    repl: &Arc<dyn Replicator>,
     handle: &Arc<ConnHandle>,
     xid: i32,
     a: &corral_proto::request::AuthPacket,
@@ -758,7 +759,7 @@ async fn auth_item(
                 }
                 *p = Arc::new(v);
             }
-            if let Err(r) = bind::at_auth(shared, handle, &a.scheme, &a.auth, &ids).await {
+            if let Err(r) = bind::at_auth(shared, repl, handle, &a.scheme, &a.auth, &ids).await {
                 // A full tenant says so (QuotaExceeded), so the client can
                 // retry later; anything else is the terminal AuthFailed.
                 let code = match r.code {

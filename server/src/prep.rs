@@ -16,6 +16,14 @@
 //!   tree quotas with usage = the tree's counters plus the pending txns' net
 //!   change (`QuotaExceeded`), so racing writers never pass a limit.
 //!
+//! - A session's tenant binding (`BindSession`, see
+//!   [`crate::tenancy::bind`]) needs a live session; binding it again to its
+//!   tenant changes nothing, to another is `AuthFailed`, as is a tenant that
+//!   does not exist; the tenant's `max_sessions` counts the bound sessions
+//!   in the tree plus the pending binds (`QuotaExceeded`), so binds racing
+//!   in from every node never pass the limit. Pending closes are not
+//!   credited: a slot frees when the close applies.
+//!
 //! ZooKeeper's own path quotas (`/zookeeper/quota`, see
 //! [`corral_tenant::zk_quota`]) are checked as ZooKeeper 3.8 does with
 //! `zookeeper.enforceQuota=true`, which corral always is: every create
@@ -78,6 +86,46 @@ pub struct Pending {
     tenants_order: VecDeque<(i64, String)>,
     /// The configuration text of a pending reconfig, with its zxid.
     config: Option<(i64, Vec<u8>)>,
+    /// Session binds of pending txns.
+    binds: PendingBinds,
+}
+
+/// Sessions bound by pending txns: by session, per tenant, and in zxid order
+/// so applied ones can be taken out again.
+#[derive(Default, Clone)]
+struct PendingBinds {
+    by_session: HashMap<i64, String>,
+    per_tenant: HashMap<String, u64>,
+    log: VecDeque<(i64, i64)>,
+}
+
+impl PendingBinds {
+    fn bind(&mut self, zxid: i64, session_id: i64, tenant: &str) {
+        self.by_session.insert(session_id, tenant.to_string());
+        *self.per_tenant.entry(tenant.to_string()).or_insert(0) += 1;
+        self.log.push_back((zxid, session_id));
+    }
+
+    fn count(&self, tenant: &str) -> u64 {
+        self.per_tenant.get(tenant).copied().unwrap_or(0)
+    }
+
+    fn applied_through(&mut self, zxid: i64) {
+        while self.log.front().is_some_and(|(z, _)| *z <= zxid) {
+            let Some((_, session_id)) = self.log.pop_front() else {
+                break;
+            };
+            let Some(tenant) = self.by_session.remove(&session_id) else {
+                continue;
+            };
+            if let Some(n) = self.per_tenant.get_mut(&tenant) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_tenant.remove(&tenant);
+                }
+            }
+        }
+    }
 }
 
 /// Net usage changes of pending txns per root, and the changes by zxid so
@@ -170,6 +218,7 @@ impl Pending {
         self.tenants.clear();
         self.tenants_order.clear();
         self.config = None;
+        self.binds = PendingBinds::default();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,6 +250,7 @@ impl Pending {
         });
         self.usage.applied_through(zxid);
         self.zk_usage.applied_through(zxid);
+        self.binds.applied_through(zxid);
         while self.tenants_order.front().is_some_and(|(z, _)| *z <= zxid) {
             let Some((_, name)) = self.tenants_order.pop_front() else {
                 break;
@@ -853,6 +903,51 @@ impl<'a> Prep<'a> {
         Txn::Multi(txns)
     }
 
+    /// Binds this prep's session to `tenant` (see the module docs).
+    pub fn bind_session(&mut self, tenant: &str) -> Txn {
+        self.try_bind_session(tenant)
+            .unwrap_or_else(|e| Txn::Error(e.code()))
+    }
+
+    fn try_bind_session(&mut self, tenant: &str) -> PrepResult<Txn> {
+        let session_id = self.session_id;
+        if !self.tree.sessions().contains_key(&session_id) {
+            return Err(ErrorCode::SessionExpired);
+        }
+        let bound = match self.pending.binds.by_session.get(&session_id) {
+            Some(t) => Some(t.as_str()),
+            None => self.tree.session_tenant(session_id),
+        };
+        let txn = Txn::BindSession {
+            tenant: tenant.to_string(),
+        };
+        match bound {
+            Some(t) if t == tenant => return Ok(txn),
+            Some(t) => {
+                tracing::info!(
+                    session = format_args!("0x{session_id:x}"),
+                    bound = t,
+                    asked = tenant,
+                    "refusing to bind a session already bound to another tenant"
+                );
+                return Err(ErrorCode::AuthFailed);
+            }
+            None => {}
+        }
+        let view = self.registry_view();
+        let quotas = view.get(tenant).ok_or(ErrorCode::AuthFailed)?.quotas;
+        let usage = Usage {
+            sessions: self.tree.tenant_session_count(tenant) + self.pending.binds.count(tenant),
+            ..Usage::default()
+        };
+        corral_tenant::quota::check_session(&quotas, &usage).map_err(|e| {
+            tracing::info!(tenant, error = %e, "hard quota refuses a session bind");
+            e.code()
+        })?;
+        self.pending.binds.bind(self.zxid, session_id, tenant);
+        Ok(txn)
+    }
+
     /// closeSession: hides the session's ephemerals (applied and pending).
     pub fn close_session(&mut self, session_id: i64) -> Txn {
         let mut paths = self.tree.ephemerals(session_id);
@@ -1258,5 +1353,121 @@ mod tests {
             op(multi_create(OpCode::Create, &c(42, -1))),
             Some(OpCode::Create)
         );
+    }
+
+    /// A tree with sessions 1..=n and options whose registry holds tenants
+    /// `a` (at most `max_a` sessions) and `b` (no limit).
+    fn bind_setup(n: i64, max_a: u64) -> (DataTree, PrepOptions) {
+        let mut tree = DataTree::new();
+        for s in 1..=n {
+            let hdr = TxnHeader {
+                session_id: s,
+                cxid: 0,
+                zxid: tree.last_zxid() + 1,
+                time_ms: 1,
+            };
+            tree.apply(
+                &hdr,
+                &Txn::CreateSession {
+                    timeout_ms: 4000,
+                    passwd: vec![0; 16],
+                },
+            );
+        }
+        let mut a = Tenant::new("a");
+        a.quotas.max_sessions = Some(max_a);
+        let registry = Registry::from_tenants([a, Tenant::new("b")]).unwrap();
+        let mut opts = opts();
+        opts.directory = Arc::new(std::sync::RwLock::new(Arc::new(Directory::new(registry))));
+        (tree, opts)
+    }
+
+    fn bind(
+        tree: &DataTree,
+        pending: &mut Pending,
+        opts: &PrepOptions,
+        session: i64,
+        tenant: &str,
+    ) -> Txn {
+        let zxid = tree.last_zxid() + 1 + pending.binds.log.len() as i64;
+        Prep {
+            tree,
+            pending,
+            opts,
+            session_id: session,
+            principals: &[],
+            zxid,
+            time_ms: 1,
+        }
+        .bind_session(tenant)
+    }
+
+    fn bound(tenant: &str) -> Txn {
+        Txn::BindSession {
+            tenant: tenant.into(),
+        }
+    }
+
+    #[test]
+    fn bind_session_is_idempotent_for_its_tenant_and_refuses_another() {
+        // Goal: a session bound to a (applied or pending) binds to a again with no new count, to b is AuthFailed; unknown sessions and tenants are refused.
+        let (mut tree, opts) = bind_setup(2, 1);
+        let mut pending = Pending::new();
+        assert_eq!(bind(&tree, &mut pending, &opts, 1, "a"), bound("a"));
+        // Pending: the same tenant again takes no second slot, another is refused.
+        assert_eq!(bind(&tree, &mut pending, &opts, 1, "a"), bound("a"));
+        assert_eq!(pending.binds.count("a"), 1);
+        let auth_failed = Txn::Error(ErrorCode::AuthFailed.code());
+        assert_eq!(bind(&tree, &mut pending, &opts, 1, "b"), auth_failed);
+        apply_all(&mut tree, 1, &[bound("a")]);
+        pending.applied_through(tree.last_zxid() + 10);
+        assert_eq!(pending.binds.count("a"), 0);
+        // Applied: the same answers from the tree.
+        assert_eq!(bind(&tree, &mut pending, &opts, 1, "a"), bound("a"));
+        assert_eq!(bind(&tree, &mut pending, &opts, 1, "b"), auth_failed);
+        assert_eq!(
+            bind(&tree, &mut pending, &opts, 1, "a"),
+            bound("a"),
+            "a full tenant still rebinds its own session"
+        );
+        assert_eq!(
+            bind(&tree, &mut pending, &opts, 9, "a"),
+            Txn::Error(ErrorCode::SessionExpired.code())
+        );
+        assert_eq!(bind(&tree, &mut pending, &opts, 2, "nope"), auth_failed);
+        assert_eq!(bind(&tree, &mut pending, &opts, 2, "b"), bound("b"));
+    }
+
+    #[test]
+    fn session_quota_counts_applied_and_pending_binds() {
+        // Goal: max_sessions holds against bound sessions plus pending binds, so a batch of racing binds never passes it; a close frees a slot once applied.
+        let (mut tree, opts) = bind_setup(5, 3);
+        apply_all(&mut tree, 1, &[bound("a")]);
+        let mut pending = Pending::new();
+        let quota = Txn::Error(ErrorCode::QuotaExceeded.code());
+        let got: Vec<Txn> = (2..=5)
+            .map(|s| bind(&tree, &mut pending, &opts, s, "a"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![bound("a"), bound("a"), quota.clone(), quota.clone()]
+        );
+        // The unlimited tenant is not affected.
+        assert_eq!(bind(&tree, &mut pending, &opts, 4, "b"), bound("b"));
+        // Apply the two accepted binds (sessions 2 and 3): the tree now counts them.
+        for s in [2, 3] {
+            let hdr = TxnHeader {
+                session_id: s,
+                cxid: 0,
+                zxid: tree.last_zxid() + 1,
+                time_ms: 1,
+            };
+            tree.apply(&hdr, &bound("a"));
+        }
+        pending.clear();
+        assert_eq!(tree.tenant_session_count("a"), 3);
+        assert_eq!(bind(&tree, &mut pending, &opts, 5, "a"), quota);
+        apply_all(&mut tree, 2, &[Txn::CloseSession]);
+        assert_eq!(bind(&tree, &mut pending, &opts, 5, "a"), bound("a"));
     }
 }

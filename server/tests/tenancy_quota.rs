@@ -5,8 +5,8 @@
 mod common;
 
 use common::tenants::{
-    auth_req, digest_tenant, exact_usage, raw_tenant, super_client, tenant_client, tenant_node, A,
-    B,
+    auth_req, bound_sessions, digest_tenant, exact_usage, raw_tenant, super_client, tenant_client,
+    tenant_node, A, B,
 };
 use common::{create_req, path_watch, persistent, Raw};
 use corral_proto::request::{DeleteRequest, SetDataRequest};
@@ -244,7 +244,7 @@ fn connection_and_session_quotas_refuse_the_extra_bind() {
         assert_eq!(rsp.session_id, sid);
         let (_, h, _) = again.call(&auth_req("alice:pa")).await;
         assert_eq!(h.err, 0, "a resumed session keeps its slot");
-        assert_eq!(shared.tenancy.session_count("team-a"), 2);
+        assert_eq!(bound_sessions(&node, "team-a"), 2);
         drop(again);
         drop(_c2);
         common::eventually("slots released", common::STEP, || {
@@ -257,7 +257,7 @@ fn connection_and_session_quotas_refuse_the_extra_bind() {
         let mut s4 = Raw::connect(node.addr, 6000).await;
         let (_, h, _) = s4.call(&auth_req("alice:pa")).await;
         assert_eq!(h.err, QUOTA_EXCEEDED);
-        assert_eq!(shared.tenancy.session_count("team-a"), 3);
+        assert_eq!(bound_sessions(&node, "team-a"), 3);
     });
 }
 

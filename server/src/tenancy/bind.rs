@@ -1,15 +1,19 @@
 //! Deciding a connection's [`Scope`]: at connect, at `addauth`, and at the
-//! first other request (the unbound policy). See the module docs of
+//! first other request (the unbound policy), and recording a session's
+//! tenant in the replicated session table. See the module docs of
 //! [`crate::tenancy`] for the order.
 
 use std::sync::Arc;
 
 use corral_auth::Principal;
 use corral_proto::ErrorCode;
-use corral_tenant::{AuditOp, AuditResult, Binding, CertIdentity, Identity, IpDecision};
+use corral_tenant::{
+    AuditOp, AuditResult, Binding, CertIdentity, Identity, IpDecision, Tenant, Usage,
+};
 
 use super::audit;
 use super::{is_super, Scope, TenantScope, UnboundPolicy};
+use crate::commit::{Replicator, WriteOp, WriteRequest};
 use crate::state::{ConnHandle, Shared};
 
 /// Why a connection is refused; the caller closes it.
@@ -60,10 +64,13 @@ fn cert_from_principals(principals: &[Principal]) -> Option<CertIdentity> {
         })
 }
 
-/// Decides what can be decided at connect: super, a binding this session
-/// already has on this node, the certificate, the peer IP.
-pub fn at_connect(
+/// Decides what can be decided at connect: super, then the certificate,
+/// then the peer IP. An identity that maps binds (see [`bind_to`]); none
+/// leaves the connection undecided, even for a session the replicated table
+/// binds: only an identity of its tenant gets it back.
+pub async fn at_connect(
     shared: &Shared,
+    repl: &Arc<dyn Replicator>,
     conn: &ConnHandle,
     cert: Option<&CertIdentity>,
 ) -> Result<(), Refused> {
@@ -71,9 +78,6 @@ pub fn at_connect(
     if t.is_inactive() || is_super(&conn.principals()) {
         conn.set_scope(Scope::Whole);
         return Ok(());
-    }
-    if let Some(name) = t.session_tenant(conn.session_id) {
-        return bind_to(shared, conn, &name, "session").map(drop);
     }
     let dir = t.directory();
     let from_principal;
@@ -84,15 +88,18 @@ pub fn at_connect(
             from_principal.as_ref()
         }
     };
-    if let Some(c) = cert {
-        if let Some(tenant) = dir.registry().bind(&Identity::X509(c)) {
-            return bind_to(shared, conn, &tenant.name, "x509").map(drop);
-        }
+    let mapped = cert
+        .and_then(|c| dir.registry().bind(&Identity::X509(c)))
+        .map(|t| (t.name.clone(), "x509"))
+        .or_else(|| {
+            dir.registry()
+                .bind(&Identity::Ip(conn.remote.ip()))
+                .map(|t| (t.name.clone(), "ip"))
+        });
+    match mapped {
+        Some((name, how)) => bind_to(shared, repl, conn, &name, how).await.map(drop),
+        None => Ok(()),
     }
-    if let Some(tenant) = dir.registry().bind(&Identity::Ip(conn.remote.ip())) {
-        return bind_to(shared, conn, &tenant.name, "ip").map(drop);
-    }
-    Ok(())
 }
 
 /// After `addauth` added `added` to the connection: super widens the scope to
@@ -100,6 +107,7 @@ pub fn at_connect(
 /// digest user that a tenant knows, with a wrong password, is refused.
 pub async fn at_auth(
     shared: &Arc<Shared>,
+    repl: &Arc<dyn Replicator>,
     conn: &Arc<ConnHandle>,
     scheme: &str,
     payload: &[u8],
@@ -148,7 +156,7 @@ pub async fn at_auth(
     .ok()
     .flatten();
     match bound {
-        Some(name) => bind_to(shared, conn, &name, "digest").map(drop),
+        Some(name) => bind_to(shared, repl, conn, &name, "digest").await.map(drop),
         None => Err(Refused::new(
             ErrorCode::AuthFailed,
             "wrong password for a tenant's digest user",
@@ -157,29 +165,56 @@ pub async fn at_auth(
 }
 
 /// Before a request other than ping/auth/close: settles an undecided
-/// connection with the unbound policy and returns the scope to run under.
-pub fn before_request(shared: &Shared, conn: &ConnHandle) -> Result<Scope, Refused> {
+/// connection with the unbound policy and returns the scope to run under. A
+/// session the replicated table binds never falls back to the whole tree:
+/// with no identity of its tenant it is refused.
+pub async fn before_request(
+    shared: &Shared,
+    repl: &Arc<dyn Replicator>,
+    conn: &ConnHandle,
+) -> Result<Scope, Refused> {
     let scope = conn.scope();
     if !matches!(scope, Scope::Undecided) {
         return Ok(scope);
     }
     match shared.tenancy.opts.unbound.clone() {
-        UnboundPolicy::Open => {
-            conn.set_scope(Scope::Whole);
-            Ok(Scope::Whole)
-        }
+        UnboundPolicy::Open => match replicated_tenant(shared, conn.session_id) {
+            Some(bound) => Err(Refused::new(
+                ErrorCode::AuthFailed,
+                format!(
+                    "the session is bound to tenant {bound:?} and no identity of this connection maps to it"
+                ),
+            )
+            .of(&bound)),
+            None => {
+                conn.set_scope(Scope::Whole);
+                Ok(Scope::Whole)
+            }
+        },
         UnboundPolicy::Refuse => Err(Refused::new(
             ErrorCode::SessionClosedRequireSaslAuth,
             "no identity of the session maps to a tenant (unbound sessions are refused)",
         )),
-        UnboundPolicy::Default(name) => bind_to(shared, conn, &name, "default").map(Scope::Tenant),
+        UnboundPolicy::Default(name) => bind_to(shared, repl, conn, &name, "default")
+            .await
+            .map(Scope::Tenant),
     }
 }
 
-/// Binds the connection (and, if new here, its session) to tenant `name`:
-/// IP rules, then a connection slot, then a session slot.
-fn bind_to(
+/// The tenant the replicated session table binds `session_id` to.
+fn replicated_tenant(shared: &Shared, session_id: i64) -> Option<String> {
+    let tree = shared.tree.read().ok()?;
+    tree.session_tenant(session_id).map(str::to_string)
+}
+
+/// Binds the connection (and, if not yet bound, its session) to tenant
+/// `name`: a session bound to another tenant is refused, then the IP rules,
+/// then a connection slot on this node, then the session's binding is
+/// recorded in the replicated session table (where prep decides the
+/// cluster-wide `max_sessions`).
+async fn bind_to(
     shared: &Shared,
+    repl: &Arc<dyn Replicator>,
     conn: &ConnHandle,
     name: &str,
     how: &'static str,
@@ -192,6 +227,14 @@ fn bind_to(
             format!("tenant {name:?} does not exist"),
         ));
     };
+    let bound = replicated_tenant(shared, conn.session_id);
+    if let Some(b) = bound.as_deref().filter(|b| *b != name) {
+        return Err(Refused::new(
+            ErrorCode::AuthFailed,
+            format!("the session is bound to tenant {b:?}; this {how} identity maps to {name:?}"),
+        )
+        .of(b));
+    }
     if tenant.check_ip(conn.remote.ip()) == IpDecision::Denied {
         return Err(Refused::new(
             ErrorCode::AuthFailed,
@@ -207,11 +250,13 @@ fn bind_to(
                 Refused::new(ErrorCode::QuotaExceeded, format!("tenant {name:?}: {e}")).of(name)
             })?;
     }
-    if let Err(e) = take_session_slot(t, conn.session_id, name, tenant.quotas.max_sessions) {
-        if let Ok(mut conns) = t.conns.lock() {
-            conns.release_tenant(name);
+    if bound.is_none() {
+        if let Err(e) = record_binding(shared, repl, conn, tenant).await {
+            if let Ok(mut conns) = t.conns.lock() {
+                conns.release_tenant(name);
+            }
+            return Err(e.of(name));
         }
-        return Err(e.of(name));
     }
     if let Ok(mut c) = conn.counted_tenant.lock() {
         *c = Some(name.to_string());
@@ -239,22 +284,64 @@ fn bind_to(
     Ok(scope)
 }
 
-fn take_session_slot(
-    t: &super::Tenancy,
-    session_id: i64,
-    name: &str,
-    max: Option<u64>,
+/// Records the session's binding to `tenant` through the node's write path
+/// and waits for the answer: prep refuses a session bound elsewhere in the
+/// meantime (`AuthFailed`) and a tenant at `max_sessions` (`QuotaExceeded`).
+/// A read-only session is local to this node and never replicated: it is
+/// only checked against the last known count.
+async fn record_binding(
+    shared: &Shared,
+    repl: &Arc<dyn Replicator>,
+    conn: &ConnHandle,
+    tenant: &Tenant,
 ) -> Result<(), Refused> {
-    let mut s = t.sessions.lock().map_err(|_| poisoned())?;
-    if s.by_session.contains_key(&session_id) {
-        return Ok(());
+    let name = &tenant.name;
+    if conn.read_only {
+        let sessions = shared
+            .tree
+            .read()
+            .map_err(|_| poisoned())?
+            .tenant_session_count(name);
+        let usage = Usage {
+            sessions,
+            ..Usage::default()
+        };
+        return corral_tenant::quota::check_session(&tenant.quotas, &usage)
+            .map_err(|e| Refused::new(ErrorCode::QuotaExceeded, format!("tenant {name:?}: {e}")));
     }
-    let count = s.counts.get(name).copied().unwrap_or(0);
-    corral_tenant::quota::check_limit(corral_tenant::QuotaDimension::Sessions, max, count, 1)
-        .map_err(|e| Refused::new(ErrorCode::QuotaExceeded, format!("tenant {name:?}: {e}")))?;
-    s.by_session.insert(session_id, name.to_string());
-    *s.counts.entry(name.to_string()).or_insert(0) += 1;
-    Ok(())
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let w = WriteRequest {
+        session_id: conn.session_id,
+        xid: corral_proto::opcode::xid::AUTH,
+        op: WriteOp::BindSession {
+            tenant: name.clone(),
+        },
+        principals: conn.principals(),
+        reply: Some(tx),
+    };
+    crate::conn::submit(repl, w).await;
+    let err = match rx.await {
+        Ok(c) if c.err == 0 => return Ok(()),
+        Ok(c) => c.err,
+        Err(_) => {
+            return Err(Refused::new(
+                ErrorCode::ConnectionLoss,
+                "the session's tenant binding could not be recorded now",
+            ))
+        }
+    };
+    let code = ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError);
+    let reason = match code {
+        ErrorCode::QuotaExceeded => format!(
+            "tenant {name:?}: sessions quota of {} reached across the ensemble",
+            tenant.quotas.max_sessions.unwrap_or(0)
+        ),
+        ErrorCode::AuthFailed => {
+            format!("the session is already bound to another tenant, or tenant {name:?} is gone")
+        }
+        other => format!("recording the session's binding to tenant {name:?} failed: {other}"),
+    };
+    Err(Refused::new(code, reason))
 }
 
 fn poisoned() -> Refused {

@@ -19,29 +19,43 @@
 //!
 //! # Binding and scope
 //!
-//! A connection's [`Scope`] is decided by the first identity that maps:
+//! A session's tenant is replicated state: the tree's session table records
+//! it ([`corral_store::SessionEntry::tenant`], set once by a
+//! `BindSession` txn), so every node knows it and it survives restarts and
+//! moves between nodes. A connection's [`Scope`] is decided by the first
+//! identity that maps:
 //!
 //! 1. At connect: a super principal (x509 mapped to super) sees the whole
-//!    tree; a session that was already bound on this node keeps its tenant;
-//!    otherwise the client certificate, then the peer IP, are looked up with
-//!    [`corral_tenant::Registry::bind`].
+//!    tree; otherwise the client certificate, then the peer IP, are looked up
+//!    with [`corral_tenant::Registry::bind`].
 //! 2. At `addauth`: super upgrades the connection to the whole tree; while
 //!    undecided, a digest identity that maps binds (a known tenant user with a
 //!    wrong password is `AuthFailed`).
 //! 3. At the first other request, an undecided connection gets the
 //!    [`UnboundPolicy`]: the whole tree (`Open`, the default and today's
 //!    behaviour), a default tenant, or refusal (`SessionClosedRequireSaslAuth`,
-//!    then close).
+//!    then close). A session the table binds never gets the whole tree this
+//!    way: under `Open` it is refused (`AuthFailed`).
 //!
-//! Binding checks the tenant's IP rules, takes a connection slot
-//! (`max_connections`) and, for a session not yet bound here, a session slot
-//! (`max_sessions`); a refusal closes the connection with a log line and an
-//! audit record. A session's tenant never changes on this node: reconnects
-//! keep it, and only super can widen it. Sessions, connections, watches and
-//! the request rate are counted on the serving node; the tree quotas (znodes,
-//! data bytes, ephemerals, bytes per znode) are decided in the leader's prep
-//! (see [`crate::prep`]) against counters the tree keeps per root
-//! ([`corral_store::usage`]).
+//! Binding to tenant T (`bind::bind_to`) refuses a session the table binds
+//! to another tenant (`AuthFailed`: the binding never changes, only super can
+//! widen a connection), checks T's IP rules, takes a connection slot on this
+//! node (`max_connections`), and, for a session the table does not bind yet,
+//! submits the binding through the node's write path (standalone: the commit
+//! thread; follower: forwarded to the leader; observer: relayed up its
+//! chain) and waits for it. The leader's prep decides it against T's
+//! `max_sessions`, counting the table's bound sessions plus pending binds,
+//! so the quota holds across the ensemble (see [`crate::prep`]). A resumed
+//! session with an identity of its tenant writes nothing. A refusal closes
+//! the connection with a log line and an audit record. A session frees its
+//! slot when its close or expiry removes it from the table. With tenancy
+//! inactive nothing is looked up or written.
+//!
+//! Connections, watches and the request rate are counted on the serving
+//! node; sessions and the tree quotas (znodes, data bytes, ephemerals, bytes
+//! per znode) are decided in the leader's prep (see [`crate::prep`]) against
+//! counters the tree keeps ([`corral_store::usage`] per root, and bound
+//! sessions per tenant).
 
 pub mod audit;
 pub mod bind;
@@ -131,19 +145,11 @@ impl Scope {
     }
 }
 
-/// Sessions bound to a tenant on this node.
-#[derive(Debug, Default)]
-struct SessionBindings {
-    by_session: HashMap<i64, String>,
-    counts: HashMap<String, u64>,
-}
-
 /// The node's tenancy state, in [`crate::state::Shared`].
 pub struct Tenancy {
     pub opts: TenancyOptions,
     directory: DirectoryHandle,
     conns: Mutex<ConnectionCounter>,
-    sessions: Mutex<SessionBindings>,
     rates: Mutex<HashMap<String, RateLimiter>>,
     audit: Option<Arc<dyn AuditSink>>,
     /// Sessions the leader is expiring, so apply can tell expiry from close.
@@ -163,7 +169,6 @@ impl Tenancy {
             opts,
             directory: Arc::new(RwLock::new(Arc::new(Directory::default()))),
             conns: Mutex::new(ConnectionCounter::new(None)),
-            sessions: Mutex::new(SessionBindings::default()),
             rates: Mutex::new(HashMap::new()),
             audit,
             expiring: Mutex::new(HashSet::new()),
@@ -245,44 +250,12 @@ impl Tenancy {
             .unwrap_or(false)
     }
 
-    /// The tenant `session_id` is bound to on this node.
-    pub fn session_tenant(&self, session_id: i64) -> Option<String> {
-        self.sessions
-            .lock()
-            .ok()?
-            .by_session
-            .get(&session_id)
-            .cloned()
-    }
-
-    /// Sessions bound to `tenant` on this node.
-    pub fn session_count(&self, tenant: &str) -> u64 {
-        self.sessions
-            .lock()
-            .map(|s| s.counts.get(tenant).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
     /// Connections bound to `tenant` on this node.
     pub fn connection_count(&self, tenant: &str) -> u64 {
         self.conns
             .lock()
             .map(|c| c.tenant_count(tenant))
             .unwrap_or(0)
-    }
-
-    /// Forgets a closed or expired session's binding.
-    pub fn session_closed(&self, session_id: i64) {
-        if let Ok(mut s) = self.sessions.lock() {
-            if let Some(name) = s.by_session.remove(&session_id) {
-                if let Some(n) = s.counts.get_mut(&name) {
-                    *n -= 1;
-                    if *n == 0 {
-                        s.counts.remove(&name);
-                    }
-                }
-            }
-        }
     }
 
     /// The audit sink, when one is configured.

@@ -123,3 +123,12 @@ pub fn exact_usage(node: &TestNode, tenant: &str) -> NamespaceUsage {
     );
     maintained
 }
+
+/// Sessions the node's replicated session table binds to `tenant`, after
+/// asserting the maintained per-tenant counts equal a recount.
+pub fn bound_sessions(node: &TestNode, tenant: &str) -> u64 {
+    let shared = node.shared();
+    let tree = shared.tree.read().expect("tree");
+    assert_eq!(tree.tenant_session_counts(), &tree.count_tenant_sessions());
+    tree.tenant_session_count(tenant)
+}

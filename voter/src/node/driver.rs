@@ -753,7 +753,8 @@ impl Driver {
             };
             let checked = match &op {
                 WriteOp::CreateSession { .. } => None,
-                WriteOp::Client(req) => self.session_check(origin, session_id, req),
+                WriteOp::Client(req) => self.session_check(origin, session_id, Some(req)),
+                WriteOp::BindSession { .. } => self.session_check(origin, session_id, None),
             };
             let mut prep = Prep {
                 tree: &tree,
@@ -799,7 +800,12 @@ impl Driver {
     /// expiring) session fails with SESSIONEXPIRED, one arriving through a
     /// server the session has left with SESSIONMOVED. Internal requests
     /// (expiry, the reaper) are not checked.
-    fn session_check(&self, origin: Origin, session_id: i64, req: &Request) -> Option<ErrorCode> {
+    fn session_check(
+        &self,
+        origin: Origin,
+        session_id: i64,
+        req: Option<&Request>,
+    ) -> Option<ErrorCode> {
         if session_id == 0 {
             return None;
         }
@@ -812,7 +818,7 @@ impl Driver {
         if !live {
             // The expiry closeSession itself comes from this node with no
             // client behind it; let it through.
-            if matches!(req, Request::CloseSession) && origin == Origin::Local {
+            if matches!(req, Some(Request::CloseSession)) && origin == Origin::Local {
                 return None;
             }
             return Some(ErrorCode::SessionExpired);

@@ -37,6 +37,7 @@ const TAG_FEED_STATUS: u8 = 15;
 pub enum ForwardOp {
     Client(Request),
     CreateSession { timeout_ms: i32, passwd: Vec<u8> },
+    BindSession { tenant: String },
 }
 
 impl ForwardOp {
@@ -49,6 +50,7 @@ impl ForwardOp {
             WriteOp::CreateSession { timeout_ms, passwd } => {
                 ForwardOp::CreateSession { timeout_ms, passwd }
             }
+            WriteOp::BindSession { tenant } => ForwardOp::BindSession { tenant },
         };
         (op, shape)
     }
@@ -60,6 +62,7 @@ impl ForwardOp {
             ForwardOp::CreateSession { timeout_ms, passwd } => {
                 WriteOp::CreateSession { timeout_ms, passwd }
             }
+            ForwardOp::BindSession { tenant } => WriteOp::BindSession { tenant },
         }
     }
 }
@@ -202,6 +205,10 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
                     w.write_i32(*timeout_ms);
                     w.write_buffer(passwd);
                 }
+                ForwardOp::BindSession { tenant } => {
+                    w.write_i32(2);
+                    w.write_string(tenant);
+                }
             }
         }
         Envelope::ForwardFailed {
@@ -329,6 +336,9 @@ pub fn decode(b: &[u8]) -> Result<Envelope, EnvelopeError> {
                     timeout_ms: r.read_i32()?,
                     passwd: r.read_buffer()?,
                 },
+                2 => ForwardOp::BindSession {
+                    tenant: r.read_string()?,
+                },
                 k => return Err(EnvelopeError::OpKind(k)),
             };
             Envelope::Forward {
@@ -439,6 +449,14 @@ mod tests {
                 cxid: 5,
                 principals: vec![],
                 op: ForwardOp::Client(Request::CloseSession),
+            },
+            Envelope::Forward {
+                session_id: 9,
+                cxid: -4,
+                principals: vec![Id::new("digest", "alice:x")],
+                op: ForwardOp::BindSession {
+                    tenant: "team-a".into(),
+                },
             },
             Envelope::ForwardFailed {
                 session_id: 9,
