@@ -79,6 +79,57 @@ async fn names(c: &RawClient, path: &str) -> Result<Vec<String>> {
     }
 }
 
+/// Waits (as super) until the leader has written the configured tenants
+/// team-a and team-b, which it does once it leads, and their roots.
+async fn wait_for_tenants(sup: &RawClient) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let (h, _) = sup.request(Request::Sync("/".into())).await?;
+        ensure!(h.err == 0);
+        let have = names(sup, "/zookeeper/corral/tenants")
+            .await
+            .unwrap_or_default();
+        let roots = sup.request(children("/tenants")).await?.0.err == 0;
+        if have == ["team-a", "team-b"]
+            && roots
+            && names(sup, "/tenants").await? == ["team-a", "team-b"]
+        {
+            return Ok(());
+        }
+        ensure!(
+            t0.elapsed() < Duration::from_secs(20),
+            "tenants never appeared: {have:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Config text for tenants team-a (alice:pa, with `a_quotas`) and team-b
+/// (bob:pb), bound by digest.
+fn two_tenants(a_quotas: &str) -> Result<String> {
+    Ok(format!(
+        "[{{ name = \"team-a\", quotas = {{ {a_quotas} }}, bindings = [{{ kind = \"digest\", user = \"alice\", password_hash = \"{}\" }}] }}, \
+         {{ name = \"team-b\", bindings = [{{ kind = \"digest\", user = \"bob\", password_hash = \"{}\" }}] }}]",
+        hash("pa")?,
+        hash("pb")?
+    ))
+}
+
+/// Three voters and an observer with [`two_tenants`], unbound sessions
+/// refused and the harness's super user; returns once all serve, with the
+/// leader's index.
+fn tenant_ensemble(a_quotas: &str) -> Result<(EnsembleProc, usize)> {
+    let e = EnsembleProc::builder(3)
+        .set("tenants", &two_tenants(a_quotas)?)
+        .set("tenant_unbound", "\"refuse\"")
+        .set("zk_super_digest", "\"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"")
+        .observers(1)
+        .start()?;
+    let leader = e.wait_serving(Duration::from_secs(30))?;
+    e.wait_observers(Duration::from_secs(30))?;
+    Ok((e, leader))
+}
+
 #[test]
 fn followers_and_observers_enforce_config_tenants_isolation_and_quota() -> Result<()> {
     // Goal: tenants declared in the config file exist on every voter and on
@@ -86,44 +137,11 @@ fn followers_and_observers_enforce_config_tenants_isolation_and_quota() -> Resul
     // their namespace and racing creators on different nodes (voters and
     // the observer) never pass the leader-decided quota; each tenant sees
     // only its own data, on the observer too; super sees both.
-    let tenants = format!(
-        "[{{ name = \"team-a\", quotas = {{ max_znodes = 12 }}, bindings = [{{ kind = \"digest\", user = \"alice\", password_hash = \"{}\" }}] }}, \
-         {{ name = \"team-b\", bindings = [{{ kind = \"digest\", user = \"bob\", password_hash = \"{}\" }}] }}]",
-        hash("pa")?,
-        hash("pb")?
-    );
-    let e = EnsembleProc::builder(3)
-        .set("tenants", &tenants)
-        .set("tenant_unbound", "\"refuse\"")
-        .set("zk_super_digest", "\"super:D/InIHSb7yEEbrWz8b9l71RjZJU=\"")
-        .observers(1)
-        .start()?;
-    let leader = e.wait_serving(Duration::from_secs(30))?;
-    e.wait_observers(Duration::from_secs(30))?;
+    let (e, leader) = tenant_ensemble("max_znodes = 12")?;
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     rt().block_on(async {
-        // The leader writes the configured tenants once it leads.
         let sup = session(e.addr(followers[0]), "super:test").await?;
-        let t0 = std::time::Instant::now();
-        loop {
-            let (h, _) = sup.request(Request::Sync("/".into())).await?;
-            ensure!(h.err == 0);
-            let have = names(&sup, "/zookeeper/corral/tenants")
-                .await
-                .unwrap_or_default();
-            let roots = sup.request(children("/tenants")).await?.0.err == 0;
-            if have == ["team-a", "team-b"]
-                && roots
-                && names(&sup, "/tenants").await? == ["team-a", "team-b"]
-            {
-                break;
-            }
-            ensure!(
-                t0.elapsed() < Duration::from_secs(20),
-                "tenants never appeared: {have:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_tenants(&sup).await?;
         // Four alice sessions, on both followers, the leader and the
         // observer, race for 12 slots.
         let mut tasks = Vec::new();
