@@ -12,6 +12,7 @@ use corral_tests::ensemble::EnsembleProc;
 use corral_tests::{corral_bin, ConnectOptions, RawClient, ServerProc};
 
 const QUOTA_EXCEEDED: i32 = -125;
+const AUTH_FAILED: i32 = -115;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -199,6 +200,108 @@ fn followers_and_observers_enforce_config_tenants_isolation_and_quota() -> Resul
         ensure!(h.err == 0);
         ensure!(names(&sup, "/tenants/team-b").await? == ["mine"]);
         ensure!(names(&sup, "/tenants/team-a").await?.len() == 12);
+        Ok(())
+    })
+}
+
+/// Connects to `addr` and authenticates as `user_password`: the auth
+/// reply's code, and the client when it was admitted.
+async fn try_session(
+    addr: std::net::SocketAddr,
+    opts: ConnectOptions,
+    user_password: &str,
+) -> Result<(i32, Option<RawClient>)> {
+    let c = RawClient::connect_opts(addr, opts).await?;
+    let (h, _) = c.request(auth(user_password)).await?;
+    Ok((h.err, (h.err == 0).then_some(c)))
+}
+
+fn resume(c: &RawClient) -> ConnectOptions {
+    ConnectOptions {
+        session_id: c.session_id(),
+        passwd: c.passwd().to_vec(),
+        ..ConnectOptions::default()
+    }
+}
+
+#[test]
+fn session_bindings_are_replicated_state_across_voters_and_observers() -> Result<()> {
+    // Goal: max_sessions holds cluster-wide: sessions binding to one tenant
+    // at once through both followers, the leader and an observer get exactly
+    // max_sessions slots, and a close frees one anywhere; a session bound to
+    // A on one node, resumed on another with B's identity, is refused
+    // (AuthFailed) and stays A's; resumed with A's identity it works in A's
+    // namespace.
+    let (e, leader) = tenant_ensemble("max_sessions = 3")?;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let nodes = [
+        e.addr(followers[0]),
+        e.addr(followers[1]),
+        e.addr(leader),
+        e.observer_addr(0),
+    ];
+    rt().block_on(async {
+        let sup = session(e.addr(leader), "super:test").await?;
+        wait_for_tenants(&sup).await?;
+        let mut tasks = Vec::new();
+        for addr in nodes.iter().chain(nodes.iter()) {
+            let addr = *addr;
+            tasks.push(tokio::spawn(async move {
+                try_session(addr, ConnectOptions::default(), "alice:pa").await
+            }));
+        }
+        let mut admitted = Vec::new();
+        for t in tasks {
+            match t.await?? {
+                (0, Some(c)) => admitted.push(c),
+                (QUOTA_EXCEEDED, None) => {}
+                (other, _) => anyhow::bail!("unexpected bind result {other}"),
+            }
+        }
+        ensure!(
+            admitted.len() == 3,
+            "{} sessions bound under max_sessions = 3",
+            admitted.len()
+        );
+        for addr in nodes {
+            let (code, _) = try_session(addr, ConnectOptions::default(), "alice:pa").await?;
+            ensure!(
+                code == QUOTA_EXCEEDED,
+                "a fourth session via {addr}: {code}"
+            );
+        }
+        // A session bound on one node moves to another node.
+        let moving = admitted.remove(0);
+        let from = moving.addr();
+        let to = *nodes.iter().find(|a| **a != from).expect("another node");
+        let opts = resume(&moving);
+        moving.disconnect().await;
+        let (code, _) = try_session(to, opts.clone(), "bob:pb").await?;
+        ensure!(
+            code == AUTH_FAILED,
+            "B's identity on the session's new node: {code}"
+        );
+        let (code, back) = try_session(to, opts, "alice:pa").await?;
+        ensure!(code == 0, "A's identity on the session's new node: {code}");
+        let back = back.expect("admitted");
+        let (h, body) = back.request(create("/moved")).await?;
+        ensure!(
+            h.err == 0 && body == Response::Path("/moved".into()),
+            "{h:?} {body:?}"
+        );
+        let (h, _) = sup.request(Request::Sync("/".into())).await?;
+        ensure!(h.err == 0);
+        ensure!(names(&sup, "/tenants/team-a").await? == ["moved"]);
+        ensure!(names(&sup, "/tenants/team-b").await?.is_empty());
+        // The move took no second slot; a close frees one for any node.
+        let (code, _) =
+            try_session(e.observer_addr(0), ConnectOptions::default(), "alice:pa").await?;
+        ensure!(code == QUOTA_EXCEEDED, "after the move: {code}");
+        let h = back.close().await?;
+        ensure!(h.err == 0, "close: {}", h.err);
+        let (code, _) =
+            try_session(e.observer_addr(0), ConnectOptions::default(), "alice:pa").await?;
+        ensure!(code == 0, "after a close: {code}");
         Ok(())
     })
 }
