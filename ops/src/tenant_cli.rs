@@ -71,8 +71,9 @@ pub enum TenantCmd {
     Show { name: String },
     /// A tenant's tree usage against its quotas: znodes, data bytes and
     /// ephemerals strictly below its root, counted by walking the subtree
-    /// (the same figures the servers' counters hold; sessions, connections,
-    /// watches and request rates are per serving node and not shown).
+    /// (the same figures the servers' counters hold; bound sessions, counted
+    /// ensemble-wide in the session table, and connections, watches and
+    /// request rates, per serving node, are not shown).
     Usage { name: String },
 }
 

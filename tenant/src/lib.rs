@@ -41,8 +41,10 @@
 //! - **Bind** (TLS handshake done, then at each `addauth` while unbound):
 //!   [`Registry::bind`] with the certificate, then the peer IP, then digest
 //!   credentials; once bound, never again. Then [`Tenant::check_ip`],
-//!   [`ConnectionCounter::acquire_tenant`], and in the leader's prep of
-//!   createSession [`quota::check_session`].
+//!   [`ConnectionCounter::acquire_tenant`], and, for a session not yet
+//!   bound, in the leader's prep of the session's bind (the replicated
+//!   session table records each session's tenant) [`quota::check_session`]
+//!   against the ensemble's bound sessions plus pending binds.
 //! - **Every request**: [`RateLimiter::acquire`] for the session's tenant on the
 //!   serving node, then [`to_inner`] for each path (every op in a multi too).
 //! - **Leader prep**: [`quota::check_create`] / [`quota::check_set_data`]

@@ -42,8 +42,8 @@ pub struct Quotas {
 }
 
 /// What a tenant currently uses. Tree counters come from the `DataTree`,
-/// sessions from the leader's session table, connections and watches from the
-/// serving node.
+/// sessions from the replicated session table (bound sessions, plus the
+/// leader's pending binds), connections and watches from the serving node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub znodes: u64,
@@ -178,7 +178,7 @@ pub fn check_set_data(
     )
 }
 
-/// A new session bound to the tenant (createSession, in the leader's prep).
+/// A new session bound to the tenant (its bind, in the leader's prep).
 pub fn check_session(quotas: &Quotas, usage: &Usage) -> Result<(), QuotaError> {
     check_limit(
         QuotaDimension::Sessions,
