@@ -422,6 +422,7 @@ async fn handshake(
         packets_sent: Default::default(),
         last_zxid: Default::default(),
         read_only,
+        resumed: req.session_id != 0,
         scope: Default::default(),
         counted_tenant: Default::default(),
     });

@@ -120,6 +120,8 @@ pub struct ConnHandle {
     /// A read-only session on a node without a quorum: reads only, and the
     /// session is local to this node (never replicated).
     pub read_only: bool,
+    /// The client resumed an existing session (this connection did not create it).
+    pub resumed: bool,
     /// The part of the tree this connection sees (see [`crate::tenancy`]).
     pub scope: RwLock<Scope>,
     /// The tenant whose connection slot this connection holds.

@@ -6,11 +6,16 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use common::tenants::{auth_req, bound_sessions, digest_tenant, raw_tenant, tenant_node, A, B};
 use common::{create_req, path_watch, Raw};
 use corral_proto::{OpCode, Request};
+use corral_server::commit::{Replicator, WriteRequest};
+use corral_server::state::Shared;
 use corral_server::tenancy::UnboundPolicy;
+use corral_store::{Txn, TxnHeader};
 use corral_tenant::Quotas;
 
 const AUTH_FAILED: i32 = -115;
@@ -166,5 +171,78 @@ fn a_sessions_tenant_never_changes_across_reconnects_and_restarts() {
         }
         assert_eq!(bound_sessions(&node, "team-a"), 1);
         assert_eq!(bound_sessions(&node, "team-b"), 0);
+    });
+}
+
+/// A node's replicator whose table lags: the session was bound through
+/// another node, and this one applies that bind only when asked to catch up
+/// (`sync`). It takes no writes.
+struct Lagging {
+    shared: Arc<Shared>,
+    session_id: i64,
+    syncs: AtomicUsize,
+}
+
+impl Replicator for Lagging {
+    fn submit(&self, _: WriteRequest) -> Result<(), Box<WriteRequest>> {
+        panic!("the lagging node takes no writes in this test");
+    }
+
+    fn sync(&self) -> tokio::sync::oneshot::Receiver<bool> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        let mut tree = self.shared.tree.write().unwrap();
+        let hdr = TxnHeader {
+            session_id: self.session_id,
+            cxid: 0,
+            zxid: tree.last_zxid() + 1,
+            time_ms: 1,
+        };
+        tree.apply(
+            &hdr,
+            &Txn::BindSession {
+                tenant: "team-a".into(),
+            },
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(true);
+        rx
+    }
+}
+
+#[test]
+fn a_resumed_session_is_checked_after_catching_up_before_the_open_policy() {
+    // Goal: under the open policy, a resumed session that this node's table
+    // shows unbound is looked up again after a sync, so a bind made through
+    // another node a moment ago refuses it (AuthFailed) instead of handing
+    // it the whole tree.
+    common::run(async {
+        let node = tenant_node(vec![digest_tenant(A, Quotas::default())], |o| {
+            o.tenancy.unbound = UnboundPolicy::Open
+        })
+        .await;
+        let unbound = Raw::connect(node.addr, 6000).await;
+        let session_id = unbound.session.session_id;
+        let lagging = Arc::new(Lagging {
+            shared: node.shared(),
+            session_id,
+            syncs: AtomicUsize::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shared, repl) = (node.shared(), lagging.clone());
+        tokio::spawn(async move {
+            let (stream, remote) = listener.accept().await.unwrap();
+            corral_server::conn::serve(shared, repl, stream, remote).await;
+        });
+        let (mut resumed, rsp) =
+            Raw::handshake(addr, 6000, session_id, unbound.session.passwd.clone())
+                .await
+                .unwrap();
+        assert_eq!(rsp.session_id, session_id);
+        let (_, h, _) = resumed.call(&Request::Exists(path_watch("/", false))).await;
+        assert_eq!(h.err, AUTH_FAILED, "the whole tree for a bound session");
+        assert!(resumed.closed_by_server().await);
+        assert_eq!(lagging.syncs.load(Ordering::SeqCst), 1);
+        assert_eq!(session_tenant(&node, session_id).as_deref(), Some("team-a"));
     });
 }

@@ -178,7 +178,7 @@ pub async fn before_request(
         return Ok(scope);
     }
     match shared.tenancy.opts.unbound.clone() {
-        UnboundPolicy::Open => match replicated_tenant(shared, conn.session_id) {
+        UnboundPolicy::Open => match settled_tenant(shared, repl, conn).await? {
             Some(bound) => Err(Refused::new(
                 ErrorCode::AuthFailed,
                 format!(
@@ -205,6 +205,30 @@ pub async fn before_request(
 fn replicated_tenant(shared: &Shared, session_id: i64) -> Option<String> {
     let tree = shared.tree.read().ok()?;
     tree.session_tenant(session_id).map(str::to_string)
+}
+
+/// The tenant the table binds the connection's session to, for a session
+/// the table shows unbound only once this node has caught up with the
+/// ensemble (`sync`): a resumed session may have been bound through another
+/// node a moment ago, and a lagging table must not hand it the whole tree.
+/// A session this connection created, or a local read-only one, needs no
+/// catching up.
+async fn settled_tenant(
+    shared: &Shared,
+    repl: &Arc<dyn Replicator>,
+    conn: &ConnHandle,
+) -> Result<Option<String>, Refused> {
+    let bound = replicated_tenant(shared, conn.session_id);
+    if bound.is_some() || !conn.resumed || conn.read_only {
+        return Ok(bound);
+    }
+    if !repl.sync().await.unwrap_or(false) {
+        return Err(Refused::new(
+            ErrorCode::ConnectionLoss,
+            "cannot catch up with the ensemble now to check the resumed session's tenant",
+        ));
+    }
+    Ok(replicated_tenant(shared, conn.session_id))
 }
 
 /// Binds the connection (and, if not yet bound, its session) to tenant

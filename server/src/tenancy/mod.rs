@@ -35,7 +35,9 @@
 //!    [`UnboundPolicy`]: the whole tree (`Open`, the default and today's
 //!    behaviour), a default tenant, or refusal (`SessionClosedRequireSaslAuth`,
 //!    then close). A session the table binds never gets the whole tree this
-//!    way: under `Open` it is refused (`AuthFailed`).
+//!    way: under `Open` it is refused (`AuthFailed`). A resumed session this
+//!    node's table shows unbound is looked up again after a `sync`, since
+//!    it may have been bound through another node a moment ago.
 //!
 //! Binding to tenant T (`bind::bind_to`) refuses a session the table binds
 //! to another tenant (`AuthFailed`: the binding never changes, only super can
