@@ -121,9 +121,26 @@ fn sled_log_conforms_across_reopen() {
     let p2 = path.clone();
     let reopen = move |l: Box<dyn TxnLog>| -> Box<dyn TxnLog> {
         drop(l);
-        Box::new(SledTxnLog::open(&p2).unwrap())
+        Box::new(open_sled_when_unlocked(&p2))
     };
     conformance(Box::new(SledTxnLog::open(&path).unwrap()), &reopen);
+}
+
+/// Opens a sled log that was just closed. sled's background flusher may hold
+/// the directory lock for a moment after the last handle is dropped, so a
+/// lock error is retried for up to 2 s; any other error fails the test.
+fn open_sled_when_unlocked(path: &std::path::Path) -> SledTxnLog {
+    let mut tries = 0;
+    loop {
+        match SledTxnLog::open(path) {
+            Ok(log) => return log,
+            Err(e) if tries < 100 && format!("{e:?}").contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening the sled log: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -234,20 +251,7 @@ fn sled_corruption_in_the_middle_is_an_error() {
         t.insert(2u64.to_be_bytes(), v).unwrap();
         db.flush().unwrap();
     }
-    // sled's background flusher may hold the directory lock for a moment
-    // after the handle above is dropped: retry the open briefly.
-    let mut tries = 0;
-    let log = loop {
-        match SledTxnLog::open(dir.path()) {
-            Ok(log) => break log,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("reopening the sled log: {e}"),
-        }
-    };
+    let log = open_sled_when_unlocked(dir.path());
     assert!(matches!(log.read_after(0), Err(StoreError::Corrupt { .. })));
 }
 
