@@ -903,7 +903,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
                 return Some(e);
             }
             if r == Err(ErrorCode::QuotaExceeded) {
-                watch_quota_rejected(shared, handle);
+                watch_quota_rejected(shared, handle, &scope, watched_path(&req));
             }
             let f = match r {
                 Ok(body) => reply_frame(xid, zxid, 0, Some(&body)),
@@ -969,7 +969,7 @@ async fn handle_item<W: AsyncWrite + Unpin>(
                 Ok(f) => f,
                 Err(e) => {
                     if e == ErrorCode::QuotaExceeded {
-                        watch_quota_rejected(shared, handle);
+                        watch_quota_rejected(shared, handle, &scope, None);
                     }
                     let f = reply_frame(xid, shared.last_zxid(), e.code(), None);
                     return write(shared, handle, wr, &f).await;
@@ -1027,12 +1027,35 @@ async fn handle_item<W: AsyncWrite + Unpin>(
     None
 }
 
-fn watch_quota_rejected(shared: &Shared, handle: &ConnHandle) {
-    if audit_log::enabled(shared) {
-        let r = audit_log::with_code(
-            audit_log::for_conn(shared, handle, AuditOp::QuotaRejected, AuditResult::Failure),
-            ErrorCode::QuotaExceeded.code(),
-        );
-        audit_log::emit(shared, r);
+/// The path a read that can leave a watch is for (in the tree).
+fn watched_path(req: &Request) -> Option<&str> {
+    match req {
+        Request::Exists(p)
+        | Request::GetData(p)
+        | Request::GetChildren(p)
+        | Request::GetChildren2(p) => Some(&p.path),
+        Request::AddWatch(a) => Some(&a.path),
+        _ => None,
     }
+}
+
+/// The watch quota refused a watch on `path` (in the tree; `None` for a
+/// setWatches, which names many).
+fn watch_quota_rejected(shared: &Shared, handle: &ConnHandle, scope: &Scope, path: Option<&str>) {
+    if !audit_log::enabled(shared) {
+        return;
+    }
+    let paths = path.map(|abs| {
+        let relative = match scope.root() {
+            Some(root) => corral_tenant::to_outer(root, abs).unwrap_or_else(|| abs.to_string()),
+            None => abs.to_string(),
+        };
+        (relative, abs)
+    });
+    audit_log::quota_rejected(
+        shared,
+        handle,
+        ErrorCode::QuotaExceeded.code(),
+        paths.as_ref().map(|(r, a)| (r.as_str(), *a)),
+    );
 }

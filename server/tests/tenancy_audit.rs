@@ -213,6 +213,13 @@ fn writes_quota_and_throttle_rejections_are_audited() {
         ]))
         .await
         .1);
+        // One znode slot is left: the second create of this multi is over.
+        ok(a.call(&Request::Multi(vec![
+            MultiOp::Create(OpCode::Create, create_req("/q1", b"", 0)),
+            MultiOp::Create(OpCode::Create, create_req("/q2", b"", 0)),
+        ]))
+        .await
+        .1);
         let mut b = raw_tenant(&node, B).await;
         let mut codes = Vec::new();
         for _ in 0..3 {
@@ -221,7 +228,7 @@ fn writes_quota_and_throttle_rejections_are_audited() {
         let throttled = codes.iter().filter(|c| **c == -127).count();
         assert!(throttled >= 1, "{codes:?}");
         let rs = wait_for(dir.path(), "the failed multi", |rs| {
-            !of(rs, AuditOp::Multi).is_empty() && of(rs, AuditOp::Throttled).len() >= throttled
+            of(rs, AuditOp::Multi).len() >= 2 && of(rs, AuditOp::Throttled).len() >= throttled
         })
         .await;
         let c = one(&rs, AuditOp::Create, "/tenants/team-a/x");
@@ -241,11 +248,19 @@ fn writes_quota_and_throttle_rejections_are_audited() {
         let over = one(&rs, AuditOp::Create, "/tenants/team-a/over");
         assert_eq!((over.result, over.error_code), (AuditResult::Failure, -125));
         let quota = of(&rs, AuditOp::QuotaRejected);
-        assert_eq!(quota.len(), 1, "{quota:?}");
+        assert_eq!(quota.len(), 2, "{quota:?}");
         assert_eq!(
             quota[0].path_absolute.as_deref(),
             Some("/tenants/team-a/over")
         );
+        assert_eq!(quota[0].path_relative.as_deref(), Some("/over"));
+        // In a multi, the record names the op the quota refused.
+        assert_eq!(
+            quota[1].path_absolute.as_deref(),
+            Some("/tenants/team-a/q2")
+        );
+        assert_eq!(quota[1].path_relative.as_deref(), Some("/q2"));
+        assert_eq!(quota[1].error_code, -125);
         one(&rs, AuditOp::Delete, "/tenants/team-a/y");
         one(&rs, AuditOp::Create, "/tenants/team-a/m");
         one(&rs, AuditOp::Delete, "/tenants/team-a/m");
@@ -253,10 +268,14 @@ fn writes_quota_and_throttle_rejections_are_audited() {
             .iter()
             .all(|r| r.path_absolute.as_deref() != Some("/tenants/team-a/n")));
         let multi = of(&rs, AuditOp::Multi);
-        assert_eq!(multi.len(), 1);
+        assert_eq!(multi.len(), 2);
         assert_eq!(
             (multi[0].result, multi[0].error_code),
             (AuditResult::Failure, -101)
+        );
+        assert_eq!(
+            (multi[1].result, multi[1].error_code),
+            (AuditResult::Failure, -125)
         );
         let t = of(&rs, AuditOp::Throttled);
         assert_eq!(t.len(), throttled);

@@ -185,23 +185,29 @@ pub fn write_done(shared: &Shared, conn: &ConnHandle, w: &WriteAudit, frame: &[u
             );
             r.zxid = Some(hdr.zxid);
             emit(shared, r);
-            quota_rejected(shared, conn, first_err, None);
+            // The quota record names the op the quota refused.
+            let failed = codes.iter().position(|e| *e == first_err);
+            let paths = failed
+                .and_then(|i| w.ops.get(i))
+                .map(|op| (op.relative.as_str(), op.absolute.as_str()));
+            quota_rejected(shared, conn, first_err, paths);
             return;
         }
     }
     for (op, (code, created)) in w.ops.iter().zip(per_op) {
         let abs = created.clone().unwrap_or_else(|| op.absolute.clone());
         let mut r = with_code(for_conn(shared, conn, op.op, AuditResult::Success), code);
-        r.path_relative = Some(match &created {
+        let relative = match &created {
             Some(p) => rel(p, &op.relative),
             None => op.relative.clone(),
-        });
+        };
+        r.path_relative = Some(relative.clone());
         r.path_absolute = Some(abs.clone());
         r.znode_type = op.znode_type.map(str::to_string);
         r.acl = op.acl.clone();
         r.zxid = Some(hdr.zxid);
         emit(shared, r);
-        quota_rejected(shared, conn, code, Some(&abs));
+        quota_rejected(shared, conn, code, Some((&relative, &abs)));
         if code == 0 {
             tenant_admin(shared, conn, op.op, &abs, hdr.zxid);
         }
@@ -235,7 +241,9 @@ fn per_op_outcomes(
         .collect()
 }
 
-fn quota_rejected(shared: &Shared, conn: &ConnHandle, code: i32, abs: Option<&str>) {
+/// A quota refused a request: one record with the path it was for, as the
+/// client named it and in the whole tree.
+pub fn quota_rejected(shared: &Shared, conn: &ConnHandle, code: i32, paths: Option<(&str, &str)>) {
     if code != ErrorCode::QuotaExceeded.code() {
         return;
     }
@@ -243,7 +251,10 @@ fn quota_rejected(shared: &Shared, conn: &ConnHandle, code: i32, abs: Option<&st
         for_conn(shared, conn, AuditOp::QuotaRejected, AuditResult::Failure),
         code,
     );
-    r.path_absolute = abs.map(str::to_string);
+    if let Some((relative, absolute)) = paths {
+        r.path_relative = Some(relative.to_string());
+        r.path_absolute = Some(absolute.to_string());
+    }
     emit(shared, r);
 }
 
