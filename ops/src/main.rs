@@ -68,8 +68,14 @@ enum Cmd {
         /// Email SANs of the client certificate.
         #[arg(long, value_delimiter = ',', requires = "client")]
         email: Vec<String>,
-        /// Extra DNS names or IPs for every certificate.
-        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        /// Extra DNS names or IPs for every node certificate (not for
+        /// `--client`, whose names are `--uri`, `--email` and the subject).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "localhost,127.0.0.1",
+            conflicts_with = "client"
+        )]
         hosts: Vec<String>,
         /// Re-issue node certificates that already exist.
         #[arg(long)]

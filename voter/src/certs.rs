@@ -76,6 +76,10 @@ pub enum CertError {
     BadHost { host: String, reason: String },
     #[error("subject {subject:?}: {reason}")]
     BadSubject { subject: String, reason: String },
+    #[error(
+        "client name {0:?}: use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-' (it names the files client-<NAME>.pem and .key)"
+    )]
+    BadClientName(String),
     #[error("cannot make a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("peer certificate: {0}")]
@@ -241,6 +245,7 @@ pub fn issue_client_cert(
     subject: &ClientSubject,
     overwrite: bool,
 ) -> Result<DevPki, CertError> {
+    check_client_name(name)?;
     let (mut report, ca) = DevCa::open(dir)?;
     let (cert_path, key_path) = client_files(dir, name);
     if !overwrite && pair_exists(&cert_path, &key_path)? {
@@ -288,6 +293,21 @@ pub fn issue_client_cert(
     report.written.push(cert_path);
     report.written.push(key_path);
     Ok(report)
+}
+
+/// A client name becomes part of two file names in the PKI directory: keep
+/// it to a plain name, so it cannot point elsewhere (`../x`, `/etc/x`).
+fn check_client_name(name: &str) -> Result<(), CertError> {
+    let plain = (1..=64).contains(&name.len())
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        Ok(())
+    } else {
+        Err(CertError::BadClientName(name.to_string()))
+    }
 }
 
 /// Whether both files of a pair exist; one without the other is an error.
@@ -658,6 +678,37 @@ mod tests {
 
     fn hosts() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]
+    }
+
+    #[test]
+    fn client_names_that_are_not_plain_file_names_are_refused() {
+        // Goal: a client name cannot write outside the PKI directory or make
+        // hidden or option-like files; nothing is written when it is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let subject = ClientSubject {
+            dn: Vec::new(),
+            uris: Vec::new(),
+            emails: Vec::new(),
+        };
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "/etc/x",
+            ".hidden",
+            "-rf",
+            "sp ace",
+            &"x".repeat(65),
+        ] {
+            let e = issue_client_cert(dir.path(), bad, &subject, false).unwrap_err();
+            assert!(matches!(e, CertError::BadClientName(_)), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        issue_client_cert(dir.path(), "team-a.api_1", &subject, false).unwrap();
     }
 
     #[test]
