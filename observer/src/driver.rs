@@ -59,15 +59,16 @@ pub(crate) fn spawn(
     window: Window,
     rx: Receiver<Input>,
     self_tx: SyncSender<Input>,
-    prober: corral_voter::liveness::Prober,
+    upstreams: UpstreamWatch,
 ) -> std::io::Result<()> {
+    let UpstreamWatch { prober, plan } = upstreams;
     std::thread::Builder::new()
         .name("corral-observer".into())
         .spawn(move || {
             // The probes run as long as the driver does.
             let _prober = prober;
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Driver::new(opts, shared, log, window, self_tx).run(rx)
+                Driver::new(opts, shared, log, window, self_tx, plan).run(rx)
             }));
             if r.is_err() {
                 eprintln!("corral: the observer thread panicked; aborting");
@@ -75,6 +76,13 @@ pub(crate) fn spawn(
             }
         })
         .map(|_| ())
+}
+
+/// What the driver keeps of the upstream side: the liveness probes of the
+/// upstreams, and the plan in force (for its region).
+pub(crate) struct UpstreamWatch {
+    pub prober: corral_voter::liveness::Prober,
+    pub plan: tokio::sync::watch::Receiver<crate::upstream::Plan>,
 }
 
 /// The current upstream connection.
@@ -100,6 +108,8 @@ struct Driver {
     shared: Arc<Shared>,
     log: Box<dyn TxnLog>,
     self_tx: SyncSender<Input>,
+    /// The upstream plan in force (a reload replaces it), for its region.
+    plan: tokio::sync::watch::Receiver<crate::upstream::Plan>,
     snapshots: PathBuf,
     incoming: PathBuf,
     up: Option<Up>,
@@ -171,6 +181,7 @@ impl Driver {
         log: Box<dyn TxnLog>,
         window: Window,
         self_tx: SyncSender<Input>,
+        plan: tokio::sync::watch::Receiver<crate::upstream::Plan>,
     ) -> Driver {
         let data = shared.opts.data_dir.clone();
         if let Ok(mut t) = shared.tracker.lock() {
@@ -182,6 +193,7 @@ impl Driver {
             opts,
             log,
             self_tx,
+            plan,
             snapshots: data.join("snapshots"),
             incoming: data.join("snap-incoming"),
             up: None,
@@ -809,7 +821,7 @@ impl Driver {
             voters: self.opts.voters.len(),
             feeds: self.hub.stats().feeds,
             observer: Some(ObserverInfo {
-                region: self.opts.region.clone(),
+                region: self.plan.borrow().region.clone(),
                 upstream: self.up.as_ref().map(|u| (u.id, u.addr.clone())),
                 sync_mode: match (&self.up, self.feed.is_live(), self.feed.snapped()) {
                     (Some(_), true, true) => "snap",

@@ -264,7 +264,11 @@ impl NodeRole for ObserverRole {
                 },
             );
             upstream::spawn(endpoint, plan.subscribe(), tx.clone());
-            driver::spawn(opts, shared, log, window, rx, tx.clone(), prober)
+            let watch = driver::UpstreamWatch {
+                prober,
+                plan: plan.subscribe(),
+            };
+            driver::spawn(opts, shared, log, window, rx, tx.clone(), watch)
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
             let repl: Arc<dyn Replicator> =
                 Arc::new(ClientQueue::new(tx, Input::Client, client_input));

@@ -62,6 +62,8 @@ async fn deliver(tx: &SyncSender<Input>, ev: UpEvent) -> bool {
 pub struct Plan {
     pub upstreams: Vec<Upstream>,
     pub home: usize,
+    /// The observer's own region, which decided the order.
+    pub region: String,
 }
 
 impl Plan {
@@ -75,6 +77,7 @@ impl Plan {
         Plan {
             upstreams: same,
             home,
+            region: region.to_string(),
         }
     }
 }
@@ -90,6 +93,7 @@ pub(crate) fn spawn(
         let Plan {
             mut upstreams,
             mut home,
+            ..
         } = plan.borrow_and_update().clone();
         let mut n = upstreams.len();
         let mut i = 0;

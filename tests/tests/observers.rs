@@ -461,9 +461,10 @@ fn an_observer_without_a_quorum_above_it_serves_read_only_clients() -> Result<()
 
 #[test]
 fn an_observer_takes_new_upstreams_from_its_configuration_on_sighup() -> Result<()> {
-    // Goal: changing an observer's `upstreams` in its config file and
-    // sending SIGHUP moves its feed to the new upstream with no restart,
-    // and it keeps serving reads and writes.
+    // Goal: changing an observer's `upstreams` and `region` in its config
+    // file and sending SIGHUP moves its feed to the new upstream with no
+    // restart, `mntr` shows the new region, and it keeps serving reads and
+    // writes.
     let e = EnsembleProc::builder(3)
         .observers(1)
         .observer_upstreams(0, vec![Upstream::Voter(0)])
@@ -483,7 +484,14 @@ fn an_observer_takes_new_upstreams_from_its_configuration_on_sighup() -> Result<
         .find(|l| l.starts_with("upstreams = "))
         .context("an upstreams line")?;
     let new = format!("upstreams = [{:?}]", e.voter_peers[1]);
-    std::fs::write(&path, text.replace(line, &new))?;
+    let mut text: String = text
+        .replace(line, &new)
+        .lines()
+        .filter(|l| !l.starts_with("region = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str("region = \"eu-west\"\n");
+    std::fs::write(&path, text)?;
     // SAFETY: signalling a child process this test started.
     unsafe {
         libc::kill(pid as i32, libc::SIGHUP);
@@ -499,6 +507,13 @@ fn an_observer_takes_new_upstreams_from_its_configuration_on_sighup() -> Result<
         std::thread::sleep(Duration::from_millis(50));
     }
     ensure!(e.observers[0].pid() == Some(pid), "the observer restarted");
+    let region = e
+        .observer_mntr(0)
+        .and_then(|m| m.get("corral_observer_region").cloned());
+    ensure!(
+        region.as_deref() == Some("eu-west"),
+        "mntr shows the reloaded region: {region:?}"
+    );
     rt().block_on(async {
         let c = RawClient::connect(e.observer_addr(0), 4000).await?;
         let (h, _) = c.request(create("/after-reload", b"v", 0)).await?;
