@@ -59,7 +59,8 @@ enum Cmd {
         #[arg(long, value_name = "NAME", conflicts_with = "ids")]
         client: Option<String>,
         /// The client certificate's subject, e.g. `CN=svc,OU=team-b,O=corp`
-        /// (CN, OU, O, L, ST, C; CN defaults to NAME).
+        /// (CN, OU, O, L, ST, C; CN defaults to NAME). Escape a comma or
+        /// equals sign in a value with a backslash: `CN=Doe\, John`.
         #[arg(long, requires = "client")]
         subject: Option<String>,
         /// URI SANs of the client certificate, e.g. spiffe://corp/team-a/api.

@@ -205,25 +205,57 @@ impl ClientSubject {
     /// Parses `CN=svc,OU=team-b,O=corp` (attributes CN, OU, O, L, ST, C;
     /// values without commas or escapes).
     pub fn parse_dn(text: &str) -> Result<Vec<(String, String)>, CertError> {
-        text.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').ok_or_else(|| CertError::BadSubject {
-                    subject: text.to_string(),
-                    reason: format!("{p:?} is not ATTRIBUTE=value"),
-                })?;
+        let bad = |reason: String| CertError::BadSubject {
+            subject: text.to_string(),
+            reason,
+        };
+        split_dn(text)
+            .map_err(|e| bad(e.to_string()))?
+            .into_iter()
+            .filter(|(k, v)| !(k.trim().is_empty() && v.is_none()))
+            .map(|(k, v)| {
+                let v = v.ok_or_else(|| bad(format!("{:?} is not ATTRIBUTE=value", k.trim())))?;
                 let k = k.trim().to_ascii_uppercase();
                 if !["CN", "OU", "O", "L", "ST", "C"].contains(&k.as_str()) {
-                    return Err(CertError::BadSubject {
-                        subject: text.to_string(),
-                        reason: format!("unsupported attribute {k} (CN, OU, O, L, ST or C)"),
-                    });
+                    return Err(bad(format!(
+                        "unsupported attribute {k} (CN, OU, O, L, ST or C)"
+                    )));
                 }
                 Ok((k, v.trim().to_string()))
             })
             .collect()
     }
+}
+
+/// Splits `ATTR=value,ATTR=value` on the commas and equals signs that are
+/// not escaped with a backslash (RFC 2253: `CN=Doe\, John`), and drops the
+/// escapes. Each item is the attribute and, if it had one, its value.
+fn split_dn(text: &str) -> Result<Vec<(String, Option<String>)>, &'static str> {
+    let mut out = Vec::new();
+    let (mut key, mut value) = (String::new(), None::<String>);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' => chars
+                .next()
+                .ok_or("a backslash at the end escapes nothing")?,
+            ',' => {
+                out.push((std::mem::take(&mut key), value.take()));
+                continue;
+            }
+            '=' if value.is_none() => {
+                value = Some(String::new());
+                continue;
+            }
+            c => c,
+        };
+        match &mut value {
+            Some(v) => v.push(c),
+            None => key.push(c),
+        }
+    }
+    out.push((key, value));
+    Ok(out)
 }
 
 /// The client certificate and key files for `name` in a dev PKI directory.
@@ -678,6 +710,48 @@ mod tests {
 
     fn hosts() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]
+    }
+
+    #[test]
+    fn subjects_take_rfc2253_escapes() {
+        // Goal: a value with a comma (or an equals sign) can be written
+        // escaped, lands in the certificate as one attribute, and prints back
+        // escaped as Java's getName() does; malformed subjects are refused.
+        let dn = ClientSubject::parse_dn(r"CN=Doe\, John, OU=a\=b,O=corp").unwrap();
+        assert_eq!(
+            dn,
+            vec![
+                ("CN".to_string(), "Doe, John".to_string()),
+                ("OU".to_string(), "a=b".to_string()),
+                ("O".to_string(), "corp".to_string()),
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let subject = ClientSubject {
+            dn,
+            uris: Vec::new(),
+            emails: Vec::new(),
+        };
+        issue_client_cert(dir.path(), "doe", &subject, false).unwrap();
+        let pem = fs::read(client_files(dir.path(), "doe").0).unwrap();
+        let leaf = CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+        let printed = corral_auth::x509::rfc2253_from_name_der(leaf.subject().as_raw()).unwrap();
+        assert_eq!(printed, r"CN=Doe\, John,OU=a\=b,O=corp");
+        for bad in [r"CN=x\", "CN", "CN=a,OU", "XX=a"] {
+            assert!(
+                matches!(
+                    ClientSubject::parse_dn(bad),
+                    Err(CertError::BadSubject { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(ClientSubject::parse_dn("").unwrap(), Vec::new());
+        assert_eq!(ClientSubject::parse_dn("CN=a,").unwrap().len(), 1);
     }
 
     #[test]
