@@ -59,14 +59,11 @@ pub(crate) fn spawn(
     window: Window,
     rx: Receiver<Input>,
     self_tx: SyncSender<Input>,
-    upstreams: UpstreamWatch,
+    plan: tokio::sync::watch::Receiver<crate::upstream::Plan>,
 ) -> std::io::Result<()> {
-    let UpstreamWatch { prober, plan } = upstreams;
     std::thread::Builder::new()
         .name("corral-observer".into())
         .spawn(move || {
-            // The probes run as long as the driver does.
-            let _prober = prober;
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Driver::new(opts, shared, log, window, self_tx, plan).run(rx)
             }));
@@ -76,13 +73,6 @@ pub(crate) fn spawn(
             }
         })
         .map(|_| ())
-}
-
-/// What the driver keeps of the upstream side: the liveness probes of the
-/// upstreams, and the plan in force (for its region).
-pub(crate) struct UpstreamWatch {
-    pub prober: corral_voter::liveness::Prober,
-    pub plan: tokio::sync::watch::Receiver<crate::upstream::Plan>,
 }
 
 /// The current upstream connection.

@@ -243,36 +243,109 @@ impl NodeRole for ObserverRole {
             }
             let window = driver::recovered_window(&shared, log.as_ref())
                 .map_err(|e| NodeError::Role(format!("reading the txn log: {e}")))?;
-            let preference = opts.preference();
             // One-byte UDP probes: a dead upstream's port answers with ICMP
             // "unreachable" (see corral_voter::liveness), and the observer
             // moves on at once rather than after the QUIC idle timeout.
-            let probe_tx = tx.clone();
-            let addrs: Vec<SocketAddr> = preference.iter().map(|u| u.addr).collect();
-            let prober = Prober::start(
-                addrs
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .map(|(i, a)| (i as u64, a))
-                    .collect(),
-                std::time::Duration::from_millis((opts.tick_ms / 2).max(10)),
-                move |i| {
-                    if let Some(&a) = addrs.get(i as usize) {
-                        let _ = probe_tx.try_send(Input::UpstreamGone(a));
-                    }
-                },
-            );
+            let interval = std::time::Duration::from_millis((opts.tick_ms / 2).max(10));
+            tokio::spawn(probe_upstreams(plan.subscribe(), tx.clone(), interval));
             upstream::spawn(endpoint, plan.subscribe(), tx.clone());
-            let watch = driver::UpstreamWatch {
-                prober,
-                plan: plan.subscribe(),
-            };
-            driver::spawn(opts, shared, log, window, rx, tx.clone(), watch)
+            driver::spawn(opts, shared, log, window, rx, tx.clone(), plan.subscribe())
                 .map_err(|e| NodeError::Role(format!("starting the observer thread: {e}")))?;
             let repl: Arc<dyn Replicator> =
                 Arc::new(ClientQueue::new(tx, Input::Client, client_input));
             Ok(repl)
         })
+    }
+}
+
+/// Probes the upstreams of the plan in force, and the new ones after a
+/// reload; ends with the plan's senders (the observer's lifetime).
+async fn probe_upstreams(
+    mut plan: tokio::sync::watch::Receiver<upstream::Plan>,
+    tx: SyncSender<Input>,
+    interval: std::time::Duration,
+) {
+    let start = |plan: &upstream::Plan| {
+        let addrs: Vec<SocketAddr> = plan.upstreams.iter().map(|u| u.addr).collect();
+        let tx = tx.clone();
+        Prober::start(
+            addrs
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, a)| (i as u64, a))
+                .collect(),
+            interval,
+            move |i| {
+                if let Some(&a) = addrs.get(i as usize) {
+                    let _ = tx.try_send(Input::UpstreamGone(a));
+                }
+            },
+        )
+    };
+    let mut _prober = start(&plan.borrow_and_update());
+    while plan.changed().await.is_ok() {
+        // The old probes stop when their prober is dropped.
+        _prober = start(&plan.borrow_and_update());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback UDP port with nothing bound to it (bound, then released).
+    fn closed_port() -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    }
+
+    fn gone(rx: &Receiver<Input>, limit: std::time::Duration) -> Option<SocketAddr> {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(Input::UpstreamGone(a)) = rx.recv_timeout(limit - t0.elapsed()) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_follow_the_upstreams_of_a_reloaded_plan() {
+        // Goal: after a reload names new upstreams, a dead one among them is
+        // reported by the probes (not only the upstreams given at start).
+        let first = closed_port();
+        let up = |addr| Upstream {
+            addr,
+            region: String::new(),
+        };
+        let (plan, watch_rx) = tokio::sync::watch::channel(upstream::Plan::new("", &[up(first)]));
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let task = tokio::spawn(probe_upstreams(
+            watch_rx,
+            tx,
+            std::time::Duration::from_millis(20),
+        ));
+        let wait = std::time::Duration::from_secs(5);
+        let seen = tokio::task::block_in_place(|| gone(&rx, wait));
+        assert_eq!(seen, Some(first), "the starting upstream is probed");
+        let second = closed_port();
+        plan.send(upstream::Plan::new("", &[up(second)])).unwrap();
+        let seen = tokio::task::block_in_place(|| {
+            let t0 = std::time::Instant::now();
+            loop {
+                match gone(&rx, wait.saturating_sub(t0.elapsed())) {
+                    Some(a) if a == second => return Some(a),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        });
+        assert_eq!(seen, Some(second), "the reloaded upstream is probed");
+        drop(plan);
+        tokio::time::timeout(wait, task)
+            .await
+            .expect("the probe task ends with the plan")
+            .unwrap();
     }
 }
